@@ -1,0 +1,63 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One binary, `clawjail`. The release build is a fully static executable
+// (scripts/build): a dynamically linked Swift binary spends ~1 ms in ld.so
+// before main, which is a third of the budget of `clawjail exec`.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "clawjail",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "clawjail", targets: ["clawjail"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
+    targets: [
+        // System libraries (Debian -dev packages; scripts/setup installs them).
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+
+        // C that runs between clone3 and execve: async-signal-safe only.
+        .target(name: "CClawjailChild"),
+
+        // Pure Swift: config, validation, plans. No syscalls.
+        .target(name: "ClawjailCore", swiftSettings: strict),
+        // Typed syscall wrappers. Every syscall in Swift goes through here.
+        .target(name: "ClawjailSystem", dependencies: ["CClawjailChild"], swiftSettings: strict),
+        .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
+        .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp",
+                                                        .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+        .target(name: "ClawjailNetwork", dependencies: ["ClawjailCore", "ClawjailSystem", "CNetlink"], swiftSettings: strict),
+        .target(name: "ClawjailStore", dependencies: ["ClawjailCore", "ClawjailSystem",
+                                                      .product(name: "GRDB", package: "GRDB.swift"),
+                                                      .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+        .target(name: "ClawjailEgress", dependencies: ["ClawjailCore", "ClawjailSystem",
+                                                       .product(name: "NIOCore", package: "swift-nio"),
+                                                       .product(name: "NIOPosix", package: "swift-nio"),
+                                                       .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
+        .target(name: "ClawjailRuntime", dependencies: ["ClawjailCore", "ClawjailSystem", "ClawjailCgroup", "ClawjailSeccomp",
+                                                        "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild"],
+                // The jail's /etc skeleton lives in rootfs/etc; compiled in, so the
+                // static binary needs no data files next to it.
+                resources: [.embedInCode("skeleton")],
+                swiftSettings: strict),
+        .executableTarget(name: "clawjail", dependencies: ["ClawjailRuntime", "ClawjailCore",
+                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: strict),
+
+        .testTarget(name: "ClawjailCoreTests", dependencies: ["ClawjailCore"]),
+        .testTarget(name: "ClawjailStoreTests", dependencies: ["ClawjailStore", "ClawjailCore"]),
+        .testTarget(name: "ClawjailEgressTests", dependencies: ["ClawjailEgress", "ClawjailCore"]),
+        .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup", "ClawjailSeccomp"]),
+        .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup",
+                                                                    "ClawjailStore", "ClawjailSystem"]),
+    ]
+)

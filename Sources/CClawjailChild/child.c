@@ -1,0 +1,711 @@
+/*
+ * The code that runs between clone3 and execve.
+ *
+ * The supervisor is a multithreaded Swift process, so after clone3 only the calling
+ * thread exists in the child while glibc still believes the others do. Everything
+ * below therefore makes raw, async-signal-safe system calls only:
+ *  - no malloc, no stdio, no locks;
+ *  - credentials change through raw syscalls, because glibc's setresuid() would try
+ *    to signal threads that do not exist in the child and hang;
+ *  - _exit, never exit.
+ * Every failure is reported to the parent as {stage, errno, op} and the child exits.
+ */
+#define _GNU_SOURCE
+#include "cj_child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/mount.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <linux/securebits.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* ---------------------------------------------------------------- reporting */
+
+static void report(int fd, int type, int stage, int err, int op, int value) {
+    struct cj_report r;
+    r.type = type;
+    r.stage = stage;
+    r.err = err;
+    r.op = op;
+    r.value = value;
+    ssize_t n;
+    do {
+        n = write(fd, &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+}
+
+static _Noreturn void fail(int fd, int stage, int op) {
+    report(fd, CJ_REPORT_SETUP_FAILED, stage, errno, op, 0);
+    _exit(125);
+}
+
+/* ---------------------------------------------------------------- raw syscalls */
+
+static int raw_setresuid(uid_t r, uid_t e, uid_t s) { return (int)syscall(SYS_setresuid, r, e, s); }
+static int raw_setresgid(gid_t r, gid_t e, gid_t s) { return (int)syscall(SYS_setresgid, r, e, s); }
+
+static int raw_mount_setattr(int dfd, const char *path, unsigned flags, uint64_t set, uint64_t clr,
+                             uint64_t propagation) {
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = set;
+    attr.attr_clr = clr;
+    attr.propagation = propagation;
+    return (int)syscall(SYS_mount_setattr, dfd, path, flags, &attr, sizeof attr);
+}
+
+/* ---------------------------------------------------------------- paths */
+
+/* mkdir -p for a relative, normalised path; stops before the last component when
+ * `skip_last` is set (used to create the parent of a file). */
+static int mkdir_p(const char *path, mode_t mode, int skip_last) {
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf) {
+        errno = len == 0 ? 0 : ENAMETOOLONG;
+        return len == 0 ? 0 : -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        if (buf[i] == '\0' && skip_last) break;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST) return -1;
+        buf[i] = saved;
+    }
+    return 0;
+}
+
+static int make_mountpoint(const char *path, int is_file) {
+    if (!is_file) return mkdir_p(path, 0755, 0);
+    if (mkdir_p(path, 0755, 1) < 0) return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (fd < 0) {
+        /* An existing read-only file (or a directory) is a valid mount point too. */
+        if (errno == EEXIST || errno == EISDIR || errno == EACCES || errno == EROFS) {
+            struct stat st;
+            if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) return 0;
+        }
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int write_file(const char *path, const char *data, size_t len, mode_t mode) {
+    if (mkdir_p(path, 0755, 1) < 0) return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0) return -1;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    /* umask may have trimmed the mode given to open(). */
+    if (fchmod(fd, mode) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- mount ops */
+
+static int run_op(const struct cj_op *op) {
+    int optional = (op->flags & CJ_F_OPTIONAL) != 0;
+    int recursive = (op->flags & CJ_F_RECURSIVE) != 0;
+    struct stat st;
+
+    switch (op->kind) {
+    case CJ_OP_MKDIR:
+        return mkdir_p(op->path, op->mode ? op->mode : 0755, 0);
+
+    case CJ_OP_SYMLINK:
+        if (mkdir_p(op->path, 0755, 1) < 0) return -1;
+        return symlink(op->arg, op->path);
+
+    case CJ_OP_WRITE_FILE:
+        return write_file(op->path, op->arg, op->arg_len, op->mode ? op->mode : 0644);
+
+    case CJ_OP_ATTACH: {
+        if (make_mountpoint(op->path, (op->flags & CJ_F_FILE) != 0) < 0) return -1;
+        int r = (int)syscall(SYS_move_mount, op->fd, "", AT_FDCWD, op->path, MOVE_MOUNT_F_EMPTY_PATH);
+        if (r < 0) return -1;
+        close(op->fd);
+        return 0;
+    }
+
+    case CJ_OP_BIND_HOST:
+        if (stat(op->arg, &st) < 0) return (optional && errno == ENOENT) ? 0 : -1;
+        if (make_mountpoint(op->path, !S_ISDIR(st.st_mode)) < 0) return -1;
+        if (mount(op->arg, op->path, NULL, MS_BIND | (recursive ? MS_REC : 0), NULL) < 0) return -1;
+        return raw_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, MS_PRIVATE);
+
+    case CJ_OP_TMPFS:
+        if (mkdir_p(op->path, 0755, 0) < 0) return -1;
+        return mount("tmpfs", op->path, "tmpfs", (unsigned long)op->mflags, op->arg);
+
+    case CJ_OP_PROC:
+        if (mkdir_p(op->path, 0555, 0) < 0) return -1;
+        return mount("proc", op->path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, op->arg);
+
+    case CJ_OP_DEVPTS:
+        if (mkdir_p(op->path, 0755, 0) < 0) return -1;
+        return mount("devpts", op->path, "devpts", MS_NOSUID | MS_NOEXEC, op->arg);
+
+    case CJ_OP_MASK:
+        if (fstatat(AT_FDCWD, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT ? 0 : -1;
+        if (S_ISDIR(st.st_mode))
+            return mount("tmpfs", op->path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                         "size=0,nr_inodes=1,mode=0555");
+        if (mount("dev/null", op->path, NULL, MS_BIND, NULL) < 0) return -1;
+        return raw_mount_setattr(AT_FDCWD, op->path, 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0, 0);
+
+    case CJ_OP_READONLY:
+        if (fstatat(AT_FDCWD, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return (optional && errno == ENOENT) ? 0 : -1;
+        if (mount(op->path, op->path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+        return raw_mount_setattr(AT_FDCWD, op->path, AT_RECURSIVE, MOUNT_ATTR_RDONLY | op->mattr, 0, 0);
+
+    case CJ_OP_SETATTR:
+        return raw_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, 0);
+
+    case CJ_OP_WRITE_EXISTING: {
+        int fd = open(op->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) return -1;
+        ssize_t n = write(fd, op->arg, op->arg_len);
+        int e = errno;
+        close(fd);
+        errno = e;
+        return n == (ssize_t)op->arg_len ? 0 : -1;
+    }
+    }
+    errno = EINVAL;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- process setup */
+
+static void reset_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        (void)sigaction(s, &sa, NULL); /* glibc refuses its two internal signals; that is fine */
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void forward_handler(int sig) { (void)sig; }
+
+/* The parent keeps its end of the sync pipe open for the whole run: a hang-up means
+ * the supervisor is gone, and PDEATHSIG may have been armed too late to notice. */
+static int parent_gone(int sync_fd) {
+    struct pollfd pfd;
+    pfd.fd = sync_fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    int r = poll(&pfd, 1, 0);
+    return r > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0;
+}
+
+static int arm_pdeathsig(int sync_fd) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) return -1;
+    if (parent_gone(sync_fd)) _exit(0);
+    return 0;
+}
+
+static int loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int e = errno;
+    close(s);
+    errno = e;
+    return r;
+}
+
+/* Close every fd from 3 up, except the ones listed (ascending, all >= 3). */
+static void close_all_but(const int *keep, int n) {
+    unsigned int from = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < 3 || (unsigned)keep[i] < from) continue;
+        if ((unsigned)keep[i] > from) (void)syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0);
+        from = (unsigned)keep[i] + 1;
+    }
+    (void)syscall(SYS_close_range, from, ~0U, 0);
+}
+
+static void exec_command(const struct cj_plan *p) {
+    const char *file = p->argv[0];
+    char *const *argv = (char *const *)p->argv;
+    char *const *envp = (char *const *)p->envp;
+    if (strchr(file, '/') != NULL || p->path_search == NULL) {
+        execve(file, argv, envp);
+        return;
+    }
+    char buf[PATH_MAX];
+    size_t flen = strlen(file);
+    int saw_eacces = 0;
+    const char *s = p->path_search;
+    for (;;) {
+        const char *e = strchr(s, ':');
+        size_t dlen = e ? (size_t)(e - s) : strlen(s);
+        if (dlen + 1 + flen + 1 <= sizeof buf) {
+            size_t off = 0;
+            if (dlen == 0) {
+                buf[off++] = '.';
+            } else {
+                memcpy(buf, s, dlen);
+                off = dlen;
+            }
+            buf[off++] = '/';
+            memcpy(buf + off, file, flen + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES) saw_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR) return;
+        }
+        if (e == NULL) break;
+        s = e + 1;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
+}
+
+static _Noreturn void command_main(const struct cj_plan *p, int report_fd) {
+    reset_signals();
+    if (setsid() < 0) fail(report_fd, CJ_STAGE_SETSID, -1);
+    if (chdir(p->cwd) < 0) fail(report_fd, CJ_STAGE_CHDIR_CWD, -1);
+    for (int i = 0; i < 3; i++) {
+        if (p->stdio[i] < 0) continue;
+        if (p->stdio[i] == i) {
+            if (fcntl(i, F_SETFD, 0) < 0) fail(report_fd, CJ_STAGE_STDIO, -1);
+        } else if (dup2(p->stdio[i], i) < 0) {
+            fail(report_fd, CJ_STAGE_STDIO, -1);
+        }
+    }
+    /* Only 0-2 survive execve: the report pipe is CLOEXEC, everything else closes now
+     * (that includes the seccomp listener, which must never reach the command). */
+    int keep[1] = {report_fd};
+    close_all_but(keep, 1);
+    exec_command(p);
+    int e = errno;
+    report(report_fd, CJ_REPORT_EXEC_FAILED, CJ_STAGE_EXEC, e, -1, 0);
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+static _Noreturn void reaper_loop(pid_t child, int report_fd, const sigset_t *set) {
+    for (;;) {
+        siginfo_t si;
+        int s = sigwaitinfo(set, &si);
+        if (s < 0) continue;
+        if (s != SIGCHLD) {
+            (void)kill(child, s);
+            continue;
+        }
+        for (;;) {
+            int st = 0;
+            pid_t w = waitpid(-1, &st, WNOHANG);
+            if (w <= 0) break;
+            if (w == child) {
+                report(report_fd, CJ_REPORT_EXITED, 0, 0, -1, st);
+                /* Returning from init kills everything else in the pid namespace. */
+                if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
+                _exit(128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0));
+            }
+        }
+    }
+}
+
+static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int report_fd) {
+    reset_signals();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_PDEATHSIG, -1);
+
+    /* Wait while the parent writes the id maps, joins cgroups and wires the network.
+     * EOF means it gave up (or died): leave without a word. */
+    char go = 0;
+    ssize_t n;
+    do {
+        n = read(sync_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) _exit(0);
+
+    if (raw_setresgid(0, 0, 0) < 0) fail(report_fd, CJ_STAGE_SETID_ROOT, -1);
+    if (raw_setresuid(0, 0, 0) < 0) fail(report_fd, CJ_STAGE_SETID_ROOT, -1);
+    /* The credential change cleared the parent-death signal. */
+    if (arm_pdeathsig(sync_fd) < 0) fail(report_fd, CJ_STAGE_PDEATHSIG, -1);
+
+    /* Enter a cgroup namespace only now that the parent has placed us, so that the
+     * jail's own cgroup is its root. */
+    if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) fail(report_fd, CJ_STAGE_CGROUPNS, -1);
+
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(report_fd, CJ_STAGE_MOUNT_PRIVATE, -1);
+    if (mount("tmpfs", p->staging, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p->root_options) < 0)
+        fail(report_fd, CJ_STAGE_ROOT_TMPFS, -1);
+    if (chdir(p->staging) < 0) fail(report_fd, CJ_STAGE_CHDIR_ROOT, -1);
+    for (int i = 0; i < p->n_ops; i++) {
+        if (run_op(&p->ops[i]) < 0) {
+            if ((p->ops[i].flags & CJ_F_OPTIONAL) && errno == ENOENT) continue;
+            fail(report_fd, CJ_STAGE_OP, i);
+        }
+    }
+    /* pivot_root(".", ".") stacks the old root on top of the new one; detaching it
+     * leaves only the new tree. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0) fail(report_fd, CJ_STAGE_PIVOT_ROOT, -1);
+    if (umount2(".", MNT_DETACH) < 0) fail(report_fd, CJ_STAGE_UMOUNT_OLD_ROOT, -1);
+    if (chdir("/") < 0) fail(report_fd, CJ_STAGE_CHDIR_ROOT, -1);
+    if (p->root_readonly && raw_mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0, 0) < 0)
+        fail(report_fd, CJ_STAGE_ROOT_READONLY, -1);
+
+    if (p->hostname != NULL && sethostname(p->hostname, strlen(p->hostname)) < 0)
+        fail(report_fd, CJ_STAGE_HOSTNAME, -1);
+    if (p->loopback_up && loopback_up() < 0) fail(report_fd, CJ_STAGE_LOOPBACK, -1);
+    for (int i = 0; i < p->n_rlimits; i++) {
+        struct rlimit rl;
+        rl.rlim_cur = (rlim_t)p->rlimits[i].soft;
+        rl.rlim_max = (rlim_t)p->rlimits[i].hard;
+        if (setrlimit(p->rlimits[i].resource, &rl) < 0) fail(report_fd, CJ_STAGE_RLIMIT, i);
+    }
+    if (setsid() < 0) fail(report_fd, CJ_STAGE_SETSID, -1);
+
+    /* Privileges: lock the securebits so that uid 0 inside never regains capabilities
+     * through exec, empty the bounding set, become the jail user, empty every set. */
+    if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+              0, 0, 0) < 0)
+        fail(report_fd, CJ_STAGE_SECUREBITS, -1);
+    for (int cap = 0; cap <= 63; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(report_fd, CJ_STAGE_CAPBSET, cap);
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_AMBIENT, -1);
+    if (raw_setresgid(p->gid, p->gid, p->gid) < 0) fail(report_fd, CJ_STAGE_SETGID, -1);
+    if (raw_setresuid(p->uid, p->uid, p->uid) < 0) fail(report_fd, CJ_STAGE_SETUID, -1);
+    struct __user_cap_header_struct hdr;
+    struct __user_cap_data_struct data[2];
+    memset(&hdr, 0, sizeof hdr);
+    memset(data, 0, sizeof data);
+    hdr.version = _LINUX_CAPABILITY_VERSION_3;
+    if (syscall(SYS_capset, &hdr, data) < 0) fail(report_fd, CJ_STAGE_CAPSET, -1);
+    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_NO_NEW_PRIVS, -1);
+    /* Not dumpable: the command, running as the same uid, cannot open /proc/1/mem. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_DUMPABLE, -1);
+    if (arm_pdeathsig(sync_fd) < 0) fail(report_fd, CJ_STAGE_PDEATHSIG, -1);
+
+    /* The jail's init forwards these to the command. As init of a pid namespace it only
+     * receives signals it has a handler for, hence the empty handler. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_handler;
+    for (int i = 0; i < p->n_forward_signals; i++) {
+        sigaddset(&set, p->forward_signals[i]);
+        (void)sigaction(p->forward_signals[i], &sa, NULL);
+    }
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) fail(report_fd, CJ_STAGE_SIGNALS, -1);
+
+    /* Only the report pipe (and, below, the seccomp listener) stays open in init. */
+    int keep[1] = {report_fd};
+    close_all_but(keep, 1);
+
+    /* Seccomp last: init loads the filter once and the command inherits it through
+     * fork, so the kernel prepares the BPF program once per jail, not twice. */
+    if (p->bpf_len > 0) {
+        struct sock_fprog prog;
+        prog.len = (unsigned short)p->bpf_len;
+        prog.filter = (struct sock_filter *)p->bpf;
+        long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog);
+        if (r < 0) fail(report_fd, CJ_STAGE_SECCOMP, -1);
+        if (p->seccomp_flags & SECCOMP_FILTER_FLAG_NEW_LISTENER)
+            report(report_fd, CJ_REPORT_LISTENER, 0, 0, -1, (int)r);
+    }
+
+    long child = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) fail(report_fd, CJ_STAGE_FORK, -1);
+    if (child == 0) command_main(p, report_fd);
+    report(report_fd, CJ_REPORT_STARTED, 0, 0, -1, (int)child);
+    reaper_loop((pid_t)child, report_fd, &set);
+}
+
+/* ---------------------------------------------------------------- spawn */
+
+int cj_spawn(const struct cj_plan *plan, struct cj_spawn_result *out) {
+    int syncp[2], rep[2];
+    if (plan->argv == NULL || plan->argv[0] == NULL || plan->envp == NULL || plan->cwd == NULL ||
+        plan->staging == NULL)
+        return -EINVAL;
+    if (pipe2(syncp, O_CLOEXEC) < 0) return -errno;
+    if (pipe2(rep, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(syncp[0]);
+        close(syncp[1]);
+        return -e;
+    }
+    /* setgroups is denied inside the jail, so whatever supplementary groups the child
+     * starts with stay for good. Drop them on this thread only (a raw syscall, not
+     * glibc's process-wide one): the jail must not inherit root's groups. */
+    if (syscall(SYS_setgroups, 0, NULL) < 0) {
+        int e = errno;
+        close(syncp[0]);
+        close(syncp[1]);
+        close(rep[0]);
+        close(rep[1]);
+        return -e;
+    }
+
+    int pidfd = -1;
+    struct clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = plan->clone_flags | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
+    if (plan->cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)plan->cgroup_fd;
+    }
+    long pid = syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid == 0) {
+        close(syncp[1]);
+        close(rep[0]);
+        child_main(plan, syncp[0], rep[1]);
+    }
+    int e = errno;
+    close(syncp[0]);
+    close(rep[1]);
+    if (pid < 0) {
+        close(syncp[1]);
+        close(rep[0]);
+        return -e;
+    }
+    out->pid = (pid_t)pid;
+    out->pidfd = pidfd;
+    out->sync_fd = syncp[1];
+    out->report_fd = rep[0];
+    return 0;
+}
+
+/* ---------------------------------------------------------------- plan building (parent) */
+
+struct cj_arena_block {
+    struct cj_arena_block *next;
+    size_t used, size;
+    char data[];
+};
+
+static void *arena_alloc(struct cj_plan *p, size_t len) {
+    len = (len + 15) & ~(size_t)15;
+    struct cj_arena_block *b = p->arena;
+    if (b == NULL || b->size - b->used < len) {
+        size_t size = len > 16384 ? len : 16384;
+        struct cj_arena_block *nb = malloc(sizeof *nb + size);
+        if (nb == NULL) return NULL;
+        nb->next = b;
+        nb->used = 0;
+        nb->size = size;
+        p->arena = nb;
+        b = nb;
+    }
+    void *r = b->data + b->used;
+    b->used += len;
+    return r;
+}
+
+struct cj_plan *cj_plan_new(void) {
+    struct cj_plan *p = calloc(1, sizeof *p);
+    if (p == NULL) return NULL;
+    p->cgroup_fd = -1;
+    p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
+    p->no_new_privs = 1;
+    return p;
+}
+
+void cj_plan_free(struct cj_plan *p) {
+    if (p == NULL) return;
+    struct cj_arena_block *b = p->arena;
+    while (b != NULL) {
+        struct cj_arena_block *n = b->next;
+        free(b);
+        b = n;
+    }
+    free(p);
+}
+
+const void *cj_plan_memdup(struct cj_plan *p, const void *src, size_t len) {
+    void *d = arena_alloc(p, len ? len : 1);
+    if (d != NULL && len) memcpy(d, src, len);
+    return d;
+}
+
+const char *cj_plan_strdup(struct cj_plan *p, const char *s) {
+    if (s == NULL) return NULL;
+    return cj_plan_memdup(p, s, strlen(s) + 1);
+}
+
+static const char **dup_vector(struct cj_plan *p, const char *const *v, int n) {
+    const char **out = arena_alloc(p, sizeof(char *) * (size_t)(n + 1));
+    if (out == NULL) return NULL;
+    for (int i = 0; i < n; i++) {
+        out[i] = cj_plan_strdup(p, v[i]);
+        if (out[i] == NULL) return NULL;
+    }
+    out[n] = NULL;
+    return out;
+}
+
+int cj_plan_set_argv(struct cj_plan *p, const char *const *argv, int n) {
+    if (n < 1) return -EINVAL;
+    p->argv = dup_vector(p, argv, n);
+    return p->argv ? 0 : -ENOMEM;
+}
+
+int cj_plan_set_envp(struct cj_plan *p, const char *const *envp, int n) {
+    p->envp = dup_vector(p, envp, n);
+    return p->envp ? 0 : -ENOMEM;
+}
+
+int cj_plan_add_op(struct cj_plan *p, uint32_t kind, uint32_t flags, int fd, uint32_t mode, uint64_t mflags,
+                   uint64_t mattr, const char *path, const char *arg, size_t arg_len) {
+    if (p->n_ops >= CJ_MAX_OPS) return -1;
+    struct cj_op *op = &p->ops[p->n_ops];
+    op->kind = kind;
+    op->flags = flags;
+    op->fd = fd;
+    op->mode = mode;
+    op->mflags = mflags;
+    op->mattr = mattr;
+    op->path = cj_plan_strdup(p, path);
+    op->arg = arg ? cj_plan_memdup(p, arg, arg_len + 1) : NULL;
+    if (op->arg != NULL) ((char *)op->arg)[arg_len] = '\0';
+    op->arg_len = arg_len;
+    if (op->path == NULL || (arg != NULL && op->arg == NULL)) return -1;
+    return p->n_ops++;
+}
+
+int cj_plan_add_rlimit(struct cj_plan *p, int resource, uint64_t soft, uint64_t hard) {
+    if (p->n_rlimits >= CJ_MAX_RLIMITS) return -1;
+    p->rlimits[p->n_rlimits].resource = resource;
+    p->rlimits[p->n_rlimits].soft = soft;
+    p->rlimits[p->n_rlimits].hard = hard;
+    return p->n_rlimits++;
+}
+
+/* ---------------------------------------------------------------- syscall shims */
+
+int cj_sys_open_tree(int dfd, const char *path, unsigned int flags) {
+    return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+
+int cj_sys_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
+                         uint64_t propagation) {
+    return raw_mount_setattr(dfd, path, flags, attr_set, attr_clr, propagation);
+}
+
+int cj_sys_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct {
+        uint64_t flags, mode, resolve;
+    } how = {flags, mode, resolve};
+    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+}
+
+int cj_sys_pidfd_open(pid_t pid, unsigned int flags) { return (int)syscall(SYS_pidfd_open, pid, flags); }
+
+int cj_sys_pidfd_send_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int cj_sys_pidfd_getfd(int pidfd, int targetfd) { return (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, 0); }
+
+int cj_sys_close_range(unsigned int first, unsigned int last, unsigned int flags) {
+    return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+int cj_sys_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+uint64_t cj_jail_clone_flags(void) {
+    return CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+}
+
+int cj_rlimit_nproc(void) { return RLIMIT_NPROC; }
+
+int cj_sys_signalfd(const int *signals, int n) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < n; i++) sigaddset(&set, signals[i]);
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int cj_sys_read_signal(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof info);
+    if (n == (ssize_t)sizeof info) return (int)info.ssi_signo;
+    if (n < 0 && errno == EAGAIN) return 0;
+    return -1;
+}
+
+long cj_sys_getxattr(const char *path, const char *name, void *value, size_t size) {
+    return syscall(SYS_getxattr, path, name, value, size);
+}
+
+int cj_sys_getrandom(void *buf, size_t len) { return (int)syscall(SYS_getrandom, buf, len, 0); }
+
+int cj_sys_wait_pidfd(int pidfd, int *status, int options) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid((idtype_t)3 /* P_PIDFD */, (id_t)pidfd, &si, WEXITED | options) < 0) return -1;
+    if (si.si_pid == 0) {
+        *status = -1; /* WNOHANG and still running */
+        return 0;
+    }
+    switch (si.si_code) {
+    case CLD_EXITED: *status = (si.si_status & 0xff) << 8; break;
+    case CLD_KILLED: *status = si.si_status & 0x7f; break;
+    case CLD_DUMPED: *status = (si.si_status & 0x7f) | 0x80; break;
+    default: *status = 0; break;
+    }
+    return 0;
+}

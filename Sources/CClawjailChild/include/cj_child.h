@@ -1,0 +1,195 @@
+/*
+ * cj_child.h: the flat launch plan and the code that runs between clone3 and execve.
+ *
+ * The Swift parent builds a `cj_plan` (every string copied into the plan's arena,
+ * every mount source already opened as an fd), then calls cj_spawn(). From clone3
+ * until execve the child runs only the code in child.c, which makes async-signal-safe
+ * calls only: no malloc, no stdio, no locks. Failures come back to the parent as a
+ * `cj_report` {stage, errno, op} over a CLOEXEC pipe.
+ */
+#ifndef CJ_CHILD_H
+#define CJ_CHILD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Mount-tree operations, executed in order with the new root as the working directory.
+ * Paths (`path`) are relative to the new root ("usr", "dev/null"). */
+enum cj_op_kind {
+    CJ_OP_MKDIR = 1,      /* mkdir -p path (mode) */
+    CJ_OP_SYMLINK,        /* symlink arg -> path */
+    CJ_OP_WRITE_FILE,     /* create path with content arg[0..arg_len) and mode */
+    CJ_OP_ATTACH,         /* move_mount the detached tree `fd` onto path (created as dir, or file with CJ_F_FILE) */
+    CJ_OP_BIND_HOST,      /* bind host path `arg` (resolved before pivot_root) onto path, then mount_setattr(mattr) */
+    CJ_OP_TMPFS,          /* mount tmpfs at path with options arg and MS_* flags mflags */
+    CJ_OP_PROC,           /* mount a new procfs at path */
+    CJ_OP_DEVPTS,         /* mount a new devpts instance at path */
+    CJ_OP_MASK,           /* hide path: a file gets dev/null bound over it, a directory an empty read-only tmpfs */
+    CJ_OP_READONLY,       /* bind path onto itself and make it read-only */
+    CJ_OP_SETATTR,        /* mount_setattr(path, mattr) on an existing mount */
+    CJ_OP_WRITE_EXISTING, /* write arg into an existing file (a sysctl under proc/sys) */
+};
+
+/* op flags */
+#define CJ_F_FILE      0x1u   /* the mount point is a file, not a directory */
+#define CJ_F_OPTIONAL  0x2u   /* ENOENT on the target (or host source) skips the op */
+#define CJ_F_RECURSIVE 0x4u   /* recursive bind / setattr */
+
+struct cj_op {
+    uint32_t kind;
+    uint32_t flags;
+    int32_t fd;
+    uint32_t mode;
+    uint64_t mflags;      /* MS_* for tmpfs */
+    uint64_t mattr;       /* MOUNT_ATTR_* for setattr-style ops */
+    const char *path;
+    const char *arg;
+    size_t arg_len;
+};
+
+struct cj_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+#define CJ_MAX_OPS 384
+#define CJ_MAX_RLIMITS 16
+#define CJ_MAX_FORWARD_SIGNALS 16
+
+struct cj_arena_block;
+
+struct cj_plan {
+    uint64_t clone_flags;         /* CLONE_NEW* (CLONE_PIDFD is added by cj_spawn) */
+    int cgroup_fd;                /* >= 0: CLONE_INTO_CGROUP this cgroup (v2) */
+    int unshare_cgroupns;         /* unshare(CLONE_NEWCGROUP) after the parent placed us */
+    const char *staging;          /* absolute host dir: mount point for the new root in our mount ns */
+    const char *root_options;     /* tmpfs options of the new root */
+    int root_readonly;            /* remount the new root read-only after the ops */
+    const char *hostname;
+    uint32_t uid, gid;            /* ids inside the jail for the command */
+    int stdio[3];                 /* fds to install as 0,1,2; -1 keeps the inherited one */
+    const char *cwd;
+    const char **argv;            /* NULL terminated, in the arena */
+    const char **envp;            /* NULL terminated, in the arena */
+    const char *path_search;      /* PATH used to find argv[0] when it has no '/' */
+    int loopback_up;
+    int no_new_privs;             /* always 1 in the product; a knob only for tests of the knob */
+    struct cj_rlimit rlimits[CJ_MAX_RLIMITS];
+    int n_rlimits;
+    int forward_signals[CJ_MAX_FORWARD_SIGNALS];
+    int n_forward_signals;
+    const void *bpf;              /* struct sock_filter[], in the arena */
+    uint32_t bpf_len;             /* number of instructions; 0 = no filter */
+    uint32_t seccomp_flags;       /* SECCOMP_FILTER_FLAG_* */
+    struct cj_op ops[CJ_MAX_OPS];
+    int n_ops;
+    struct cj_arena_block *arena; /* owned strings; freed by cj_plan_free */
+};
+
+/* Report messages from the child (and later the jail's init) to the parent. */
+enum cj_report_type {
+    CJ_REPORT_SETUP_FAILED = 1,   /* stage, err, op */
+    CJ_REPORT_EXEC_FAILED = 2,    /* err */
+    CJ_REPORT_STARTED = 3,        /* value = pid of the command inside the jail */
+    CJ_REPORT_EXITED = 4,         /* value = wait status of the command */
+    CJ_REPORT_LISTENER = 5,       /* value = seccomp listener fd number in the jail's init */
+};
+
+enum cj_stage {
+    CJ_STAGE_NONE = 0,
+    CJ_STAGE_SIGNALS,
+    CJ_STAGE_PDEATHSIG,
+    CJ_STAGE_SYNC,
+    CJ_STAGE_SETID_ROOT,
+    CJ_STAGE_CGROUPNS,
+    CJ_STAGE_MOUNT_PRIVATE,
+    CJ_STAGE_ROOT_TMPFS,
+    CJ_STAGE_CHDIR_ROOT,
+    CJ_STAGE_OP,
+    CJ_STAGE_PIVOT_ROOT,
+    CJ_STAGE_UMOUNT_OLD_ROOT,
+    CJ_STAGE_ROOT_READONLY,
+    CJ_STAGE_HOSTNAME,
+    CJ_STAGE_LOOPBACK,
+    CJ_STAGE_RLIMIT,
+    CJ_STAGE_SETSID,
+    CJ_STAGE_SECUREBITS,
+    CJ_STAGE_CAPBSET,
+    CJ_STAGE_SETGID,
+    CJ_STAGE_SETUID,
+    CJ_STAGE_CAPSET,
+    CJ_STAGE_AMBIENT,
+    CJ_STAGE_NO_NEW_PRIVS,
+    CJ_STAGE_DUMPABLE,
+    CJ_STAGE_SECCOMP,
+    CJ_STAGE_FORK,
+    CJ_STAGE_CHDIR_CWD,
+    CJ_STAGE_STDIO,
+    CJ_STAGE_CLOSE_FDS,
+    CJ_STAGE_EXEC,
+    CJ_STAGE_PARENT_GONE,
+};
+
+struct cj_report {
+    int32_t type;
+    int32_t stage;
+    int32_t err;
+    int32_t op;
+    int32_t value;
+};
+
+struct cj_spawn_result {
+    pid_t pid;        /* pid of the jail's init, in the supervisor's pid namespace */
+    int pidfd;        /* CLONE_PIDFD */
+    int sync_fd;      /* parent's write end: one byte releases the child; keep it open as a lifeline */
+    int report_fd;    /* parent's read end of the report pipe */
+};
+
+/* Parent side: building the plan (may allocate). */
+struct cj_plan *cj_plan_new(void);
+void cj_plan_free(struct cj_plan *plan);
+const char *cj_plan_strdup(struct cj_plan *plan, const char *s);
+const void *cj_plan_memdup(struct cj_plan *plan, const void *p, size_t len);
+int cj_plan_set_argv(struct cj_plan *plan, const char *const *argv, int n);
+int cj_plan_set_envp(struct cj_plan *plan, const char *const *envp, int n);
+/* Returns the op index, or -1 when the op table is full. Strings are copied. */
+int cj_plan_add_op(struct cj_plan *plan, uint32_t kind, uint32_t flags, int fd, uint32_t mode,
+                   uint64_t mflags, uint64_t mattr, const char *path, const char *arg, size_t arg_len);
+int cj_plan_add_rlimit(struct cj_plan *plan, int resource, uint64_t soft, uint64_t hard);
+
+/* clone3 the jail. Returns 0, or -errno with nothing left behind. */
+int cj_spawn(const struct cj_plan *plan, struct cj_spawn_result *out);
+
+/* Small syscall shims that glibc 2.36 lacks. Each returns the raw result, -1 and errno on error. */
+int cj_sys_open_tree(int dfd, const char *path, unsigned int flags);
+int cj_sys_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
+                         uint64_t attr_clr, uint64_t propagation);
+int cj_sys_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+int cj_sys_pidfd_open(pid_t pid, unsigned int flags);
+int cj_sys_pidfd_send_signal(int pidfd, int sig);
+int cj_sys_pidfd_getfd(int pidfd, int targetfd);
+int cj_sys_close_range(unsigned int first, unsigned int last, unsigned int flags);
+int cj_sys_pipe2(int fds[2], int flags);
+int cj_sys_getrandom(void *buf, size_t len);
+/* Constants Swift's Glibc module hides behind _GNU_SOURCE. */
+uint64_t cj_jail_clone_flags(void);   /* CLONE_NEWUSER|NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS */
+int cj_rlimit_nproc(void);
+/* A non-blocking, CLOEXEC signalfd for these signals; and one read from it: the signal
+ * number, 0 when nothing is pending, -1 on error. */
+int cj_sys_signalfd(const int *signals, int n);
+int cj_sys_read_signal(int fd);
+long cj_sys_getxattr(const char *path, const char *name, void *value, size_t size);
+/* waitid(P_PIDFD): fills *status like waitpid's status word; returns 0, or -1 with errno. */
+int cj_sys_wait_pidfd(int pidfd, int *status, int options);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

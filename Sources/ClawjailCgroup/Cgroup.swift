@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ClawjailCore
+import ClawjailSystem
+
+/// What a jail's cgroup enforces, in kernel units.
+public struct CgroupLimits: Sendable, Hashable {
+    public var memoryBytes: UInt64
+    public var pids: UInt64
+    /// Cores (1.5 = one and a half); nil = no quota.
+    public var cpuCores: Double?
+    /// 1-10000 (cgroup v2 io.weight scale); nil = leave the default.
+    public var ioWeight: UInt64?
+
+    public init(memoryBytes: UInt64, pids: UInt64, cpuCores: Double?, ioWeight: UInt64?) {
+        self.memoryBytes = memoryBytes
+        self.pids = pids
+        self.cpuCores = cpuCores
+        self.ioWeight = ioWeight
+    }
+
+    public static let cpuPeriodMicros: UInt64 = 100_000
+
+    public var cpuQuotaMicros: UInt64? {
+        guard let c = cpuCores else { return nil }
+        return max(1000, UInt64((c * Double(Self.cpuPeriodMicros)).rounded()))
+    }
+}
+
+public struct CgroupEvents: Sendable, Hashable {
+    public var oomKills: UInt64 = 0
+    public var pidsLimitHits: UInt64 = 0
+    public init() {}
+}
+
+public struct CgroupStats: Sendable, Hashable {
+    public var memoryCurrent: UInt64?
+    public var memoryPeak: UInt64?
+    public var pidsCurrent: UInt64?
+    public var cpuUsageMicros: UInt64?
+    public var cpuThrottledPeriods: UInt64?
+    public var cpuThrottledMicros: UInt64?
+    public init() {}
+}
+
+public enum CgroupMode: String, Sendable { case v1, v2 }
+
+/// One manager per host layout. Managers are rooted at a directory so that tests can
+/// point them at a temporary tree where that is meaningful.
+public protocol CgroupManager: Sendable {
+    var mode: CgroupMode { get }
+    /// Human description for `doctor` and `check`: "v1 (memory, pids, cpu, cpuacct, freezer) under clawjail/".
+    var summary: String { get }
+    /// Creates the jail's cgroup with its limits. Fails if it exists (call `remove`
+    /// for leftovers first).
+    func create(name: String, limits: CgroupLimits) throws(ClawjailError) -> any JailCgroup
+    /// An existing jail cgroup (for `kill`, `gc`, `ps`), nil when absent.
+    func open(name: String) -> (any JailCgroup)?
+    /// Names of every jail cgroup this manager can see.
+    func jailNames() -> [String]
+}
+
+public protocol JailCgroup: Sendable {
+    var name: String { get }
+    /// A directory fd for clone3(CLONE_INTO_CGROUP), or nil when the child must be
+    /// moved by `join` (v1).
+    var cloneTarget: FD? { get }
+    /// Places a process (the jail's init, still waiting on its sync pipe).
+    func join(pid: pid_t) throws(ClawjailError)
+    /// Every process in the cgroup, as listed by the kernel.
+    func processes() -> [pid_t]
+    /// Kills every process in the jail at once, whatever sessions or parents they have.
+    func killAll() throws(ClawjailError)
+    func events() -> CgroupEvents
+    func stats() -> CgroupStats
+    /// Kills what is left, waits (bounded) until the cgroup is empty, and removes it.
+    func destroy() throws(ClawjailError)
+    /// Paths of the cgroup directories (for messages and for `gc`).
+    var paths: [String] { get }
+}
+
+public enum Cgroups {
+    /// Reads /proc/self/mountinfo and returns the manager for this host. An explicit
+    /// environment override (CLAWJAIL_CGROUP=v1|v2) exists for the qemu test tier and
+    /// for hosts where both are mounted.
+    public static func detect(parent: String = "clawjail") throws(ClawjailError) -> any CgroupManager {
+        let mounts = CgroupMounts.read()
+        let forced = ProcessInfoLite.environment()["CLAWJAIL_CGROUP"]
+        let v2 = mounts.unified.flatMap { root -> V2Manager? in
+            let controllers = (try? FileSystem.readText(root + "/cgroup.controllers")) ?? ""
+            return controllers.contains("memory") && controllers.contains("pids") ? V2Manager.forSupervisor(mountPoint: root, parent: parent) : nil
+        }
+        if forced == "v2" || (forced == nil && v2 != nil) {
+            guard let v2 else {
+                throw ClawjailError(.cgroup, "cgroup v2 was requested but no cgroup2 hierarchy with the memory and pids controllers is mounted")
+            }
+            return v2
+        }
+        guard mounts.v1["memory"] != nil, mounts.v1["pids"] != nil else {
+            throw ClawjailError(.cgroup, "no usable cgroup hierarchy: neither cgroup v2 with memory+pids nor v1 memory and pids controllers are mounted",
+                                hint: "mount cgroup2 at /sys/fs/cgroup (systemd does this by default), or the v1 memory, pids, cpu and freezer controllers")
+        }
+        return V1Manager(mounts: mounts.v1, parent: parent)
+    }
+}
+
+/// Where the cgroup hierarchies are mounted, from /proc/self/mountinfo.
+public struct CgroupMounts: Sendable {
+    public var unified: String?
+    public var v1: [String: String] = [:]   // controller -> mount point
+
+    public static func read(_ text: String? = nil) -> CgroupMounts {
+        var out = CgroupMounts()
+        let body = text ?? ((try? FileSystem.readText("/proc/self/mountinfo")) ?? "")
+        for line in body.split(separator: "\n") {
+            // id parent major:minor root mountpoint options - fstype source superoptions
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            guard halves.count == 2 else { continue }
+            let left = halves[0].split(separator: " ")
+            let right = halves[1].split(separator: " ")
+            guard left.count >= 5, right.count >= 3 else { continue }
+            let mountPoint = unescapeMountinfo(String(left[4]))
+            switch right[0] {
+            case "cgroup2":
+                if out.unified == nil { out.unified = mountPoint }
+            case "cgroup":
+                for opt in right[2].split(separator: ",") where known.contains(String(opt)) {
+                    if out.v1[String(opt)] == nil { out.v1[String(opt)] = mountPoint }
+                }
+            default: continue
+            }
+        }
+        return out
+    }
+
+    static let known: Set<String> = ["memory", "pids", "cpu", "cpuacct", "freezer", "blkio", "cpuset", "devices"]
+
+    static func unescapeMountinfo(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        var bytes: [UInt8] = []
+        let u = Array(s.utf8)
+        var i = 0
+        while i < u.count {
+            if u[i] == 0x5c, i + 3 < u.count, let v = UInt8(String(decoding: u[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                bytes.append(v)
+                i += 4
+            } else {
+                bytes.append(u[i])
+                i += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+func readUInt(_ path: String) -> UInt64? {
+    guard let t = try? FileSystem.readText(path, limit: 4096) else { return nil }
+    let s = t.split(separator: "\n").first.map(String.init) ?? ""
+    if s == "max" { return UInt64.max }
+    return UInt64(s)
+}
+
+/// "key value" lines (memory.events, cpu.stat, memory.oom_control, ...).
+func readKeyed(_ path: String) -> [String: UInt64] {
+    guard let t = try? FileSystem.readText(path, limit: 65536) else { return [:] }
+    var out: [String: UInt64] = [:]
+    for line in t.split(separator: "\n") {
+        let parts = line.split(separator: " ")
+        if parts.count == 2, let v = UInt64(parts[1]) { out[String(parts[0])] = v }
+    }
+    return out
+}
+
+func readPids(_ path: String) -> [pid_t] {
+    guard let t = try? FileSystem.readText(path) else { return [] }
+    return t.split(separator: "\n").compactMap { pid_t($0) }
+}
+
+func cgroupError(_ what: String, _ path: String, _ e: Errno, hint: String? = nil) -> ClawjailError {
+    ClawjailError(.cgroup, "\(what) \(path)", hint: hint, cause: e.description)
+}
+
+/// Sleeps a little; used by bounded wait loops only.
+func pause(microseconds: UInt32) { usleep(microseconds) }
+
+/// Signals the pids of a frozen or dying cgroup through pidfds. A pid is signalled only
+/// if, after opening its pidfd, it is still listed in the cgroup: then the pidfd names
+/// that very process and a recycled number can never be hit.
+func killListed(_ pids: [pid_t], stillListed: (pid_t) -> Bool) {
+    for pid in pids {
+        guard let pfd = try? PidFD.open(pid) else { continue }
+        if stillListed(pid) { try? pfd.signal(SIGKILL) }
+        pfd.close()
+    }
+}

@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ClawjailCore
+import ClawjailSystem
+
+/// cgroup v1 (hybrid and legacy hosts). One directory per controller hierarchy at
+/// `<hierarchy root>/<parent>/<name>`, as runc and crun lay them out. Nothing is ever
+/// created outside `<parent>`, and no cgroup we did not create is touched.
+public struct V1Manager: CgroupManager {
+    public let mode = CgroupMode.v1
+    /// controller -> mount point (only the controllers we use).
+    public let mounts: [String: String]
+    public let parent: String
+
+    static let wanted = ["memory", "pids", "cpu", "cpuacct", "freezer", "blkio"]
+
+    public init(mounts: [String: String], parent: String) {
+        self.mounts = mounts.filter { Self.wanted.contains($0.key) }
+        self.parent = parent
+    }
+
+    public var summary: String {
+        "v1 (" + Self.wanted.filter { mounts[$0] != nil }.joined(separator: ", ") + ") under \(parent)/"
+    }
+
+    /// Hierarchy roots without duplicates (cpu and cpuacct may share one mount).
+    var hierarchies: [(controllers: [String], root: String)] {
+        var seen: [String: [String]] = [:]
+        var order: [String] = []
+        for c in Self.wanted {
+            guard let m = mounts[c] else { continue }
+            if seen[m] == nil { order.append(m) }
+            seen[m, default: []].append(c)
+        }
+        return order.map { (seen[$0] ?? [], $0) }
+    }
+
+    func directory(_ controller: String, _ name: String) -> String? {
+        mounts[controller].map { "\($0)/\(parent)/\(name)" }
+    }
+
+    public func create(name: String, limits: CgroupLimits) throws(ClawjailError) -> any JailCgroup {
+        var made: [String] = []
+        let group = V1Cgroup(name: name, manager: self)
+        func undo() { for d in made.reversed() { try? FileSystem.rmdir(d) } }
+        for (_, root) in hierarchies {
+            let base = "\(root)/\(parent)"
+            let dir = "\(base)/\(name)"
+            do {
+                try FileSystem.ensureDirectory(base, mode: 0o755)
+                try FileSystem.mkdir(dir, mode: 0o755)
+            } catch {
+                undo()
+                throw cgroupError("cannot create cgroup", dir, error,
+                                  hint: error == .EEXIST ? "a jail named \(name) is running or left over; `clawjail gc` removes leftovers" : nil)
+            }
+            made.append(dir)
+        }
+        do {
+            try group.apply(limits)
+        } catch {
+            undo()
+            throw error
+        }
+        return group
+    }
+
+    public func open(name: String) -> (any JailCgroup)? {
+        guard let d = directory("memory", name) ?? directory("pids", name), FileSystem.exists(d) else { return nil }
+        return V1Cgroup(name: name, manager: self)
+    }
+
+    public func jailNames() -> [String] {
+        var names: Set<String> = []
+        for (_, root) in hierarchies {
+            let base = "\(root)/\(parent)"
+            guard let entries = try? FileSystem.listDirectory(base) else { continue }
+            for e in entries where (try? FileSystem.stat(base + "/" + e))?.isDirectory == true {
+                names.insert(e)
+            }
+        }
+        return names.sorted()
+    }
+}
+
+public struct V1Cgroup: JailCgroup {
+    public let name: String
+    let manager: V1Manager
+
+    public var cloneTarget: FD? { nil }
+
+    public var paths: [String] { manager.hierarchies.map { "\($0.root)/\(manager.parent)/\(name)" } }
+
+    func dir(_ controller: String) -> String? { manager.directory(controller, name) }
+
+    func write(_ controller: String, _ file: String, _ value: String, optional: Bool = false) throws(ClawjailError) {
+        guard let d = dir(controller) else { return }
+        do {
+            try FileSystem.writeControl("\(d)/\(file)", value)
+        } catch {
+            if optional && (error == .ENOENT || error == .EINVAL || error == .EACCES) { return }
+            throw cgroupError("cannot write \(value) to", "\(d)/\(file)", error)
+        }
+    }
+
+    func apply(_ l: CgroupLimits) throws(ClawjailError) {
+        if dir("memory") != nil {
+            try write("memory", "memory.limit_in_bytes", String(l.memoryBytes))
+            // memsw bounds memory+swap; equal to the memory limit means no swap at all.
+            try write("memory", "memory.memsw.limit_in_bytes", String(l.memoryBytes), optional: true)
+            try write("memory", "memory.swappiness", "0", optional: true)
+        }
+        try write("pids", "pids.max", String(l.pids))
+        if let q = l.cpuQuotaMicros, dir("cpu") != nil {
+            try write("cpu", "cpu.cfs_period_us", String(CgroupLimits.cpuPeriodMicros))
+            try write("cpu", "cpu.cfs_quota_us", String(q))
+        }
+        if let w = l.ioWeight, let d = dir("blkio") {
+            // v1 weights run 10-1000; map the v2 scale (1-10000) onto it as systemd does.
+            let v1 = 10 + (w - 1) * 990 / 9999
+            for file in ["blkio.weight", "blkio.bfq.weight"] where FileSystem.exists("\(d)/\(file)") {
+                try write("blkio", file, String(v1), optional: true)
+                break
+            }
+        }
+    }
+
+    public func join(pid: pid_t) throws(ClawjailError) {
+        for p in paths {
+            do {
+                try FileSystem.writeControl("\(p)/cgroup.procs", String(pid))
+            } catch {
+                throw cgroupError("cannot move pid \(pid) into", p, error)
+            }
+        }
+    }
+
+    public func processes() -> [pid_t] {
+        var all: Set<pid_t> = []
+        for p in paths { all.formUnion(readPids("\(p)/cgroup.procs")) }
+        return all.sorted()
+    }
+
+    /// Freeze, kill every listed pid, thaw: frozen processes cannot fork or exit, so
+    /// the list is complete and stable while we go through it.
+    public func killAll() throws(ClawjailError) {
+        guard let freezer = dir("freezer") else {
+            // Without a freezer, repeat until the pids cgroup is empty (bounded).
+            for _ in 0..<50 {
+                let pids = processes()
+                if pids.isEmpty { return }
+                killListed(pids) { processes().contains($0) }
+                pause(microseconds: 2000)
+            }
+            return
+        }
+        do {
+            try FileSystem.writeControl("\(freezer)/freezer.state", "FROZEN")
+        } catch {
+            throw cgroupError("cannot freeze", freezer, error)
+        }
+        // FREEZING -> FROZEN; bounded wait.
+        for _ in 0..<500 {
+            let state = (try? FileSystem.readText("\(freezer)/freezer.state")) ?? ""
+            if state.hasPrefix("FROZEN") { break }
+            pause(microseconds: 1000)
+        }
+        let listed = Set(readPids("\(freezer)/cgroup.procs"))
+        killListed(listed.sorted()) { _ in true }
+        try? FileSystem.writeControl("\(freezer)/freezer.state", "THAWED")
+    }
+
+    public func events() -> CgroupEvents {
+        var e = CgroupEvents()
+        if let d = dir("memory") { e.oomKills = readKeyed("\(d)/memory.oom_control")["oom_kill"] ?? 0 }
+        if let d = dir("pids") {
+            // pids.events: "max N" counts forks refused at pids.max.
+            e.pidsLimitHits = readKeyed("\(d)/pids.events")["max"] ?? 0
+        }
+        return e
+    }
+
+    public func stats() -> CgroupStats {
+        var s = CgroupStats()
+        if let d = dir("memory") {
+            s.memoryCurrent = readUInt("\(d)/memory.usage_in_bytes")
+            s.memoryPeak = readUInt("\(d)/memory.max_usage_in_bytes")
+        }
+        if let d = dir("pids") { s.pidsCurrent = readUInt("\(d)/pids.current") }
+        if let d = dir("cpuacct") { s.cpuUsageMicros = readUInt("\(d)/cpuacct.usage").map { $0 / 1000 } }
+        if let d = dir("cpu") {
+            let st = readKeyed("\(d)/cpu.stat")
+            s.cpuThrottledPeriods = st["nr_throttled"]
+            s.cpuThrottledMicros = st["throttled_time"].map { $0 / 1000 }
+        }
+        return s
+    }
+
+    public func destroy() throws(ClawjailError) {
+        var lastError: Errno?
+        for attempt in 0..<400 {
+            if !processes().isEmpty {
+                try? killAll()
+                pause(microseconds: attempt < 20 ? 500 : 5000)
+                continue
+            }
+            lastError = nil
+            for p in paths where FileSystem.exists(p) {
+                do {
+                    try FileSystem.rmdir(p)
+                } catch {
+                    if error != .ENOENT { lastError = error }
+                }
+            }
+            if lastError == nil { return }
+            pause(microseconds: attempt < 20 ? 500 : 5000)
+        }
+        throw cgroupError("cannot remove cgroup", paths.joined(separator: ", "), lastError ?? .EBUSY,
+                          hint: "processes are still inside; `clawjail gc` retries")
+    }
+}

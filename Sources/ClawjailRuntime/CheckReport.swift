@@ -1,0 +1,109 @@
+import ClawjailCore
+import ClawjailSystem
+
+/// The text `clawjail check` prints: the effective plan, after defaults.
+public enum CheckReport {
+    public static func loadAgentConfig(_ path: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
+        let text: String
+        do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
+            throw ClawjailError(.notFound, "cannot read \(path)", hint: error == .ENOENT ? "check the path" : nil, cause: error)
+        }
+        do {
+            return try AgentConfig.parse(text, file: path, kind: .agent, stateDirectory: layout.stateDirectory)
+        } catch {
+            throw ClawjailError(.config, "invalid configuration:\n" + error.description)
+        }
+    }
+
+    public static func make(configPath: String, layout: HostLayout, ids: IdMap? = nil) throws(ClawjailError) -> String {
+        let config = try loadAgentConfig(configPath, layout: layout)
+        let spec = JailSpec.forAgent(config, hostEnvironment: ProcessInfoLite.environment())
+        var out = render(spec, ids: ids, file: configPath)
+        if !config.tools.limits.isEmpty || config.tools.profile != nil || config.tools.network != nil {
+            let t = config.tools
+            var parts: [String] = ["profile \(t.profile ?? Defaults.toolProfile)", "network \(t.network?.rawValue ?? "none")"]
+            let l = JailSpec.merge(t.limits, over: Defaults.toolLimits)
+            parts.append("memory \(Units.formatSize(l.memory))")
+            parts.append("pids \(l.pids)")
+            parts.append("wall time \(Units.formatDuration(l.wallTimeMs))")
+            out += "  tools        " + parts.joined(separator: ", ") + "\n"
+        }
+        for w in config.warnings { out += "warning: \(w)\n" }
+        return out
+    }
+
+    public static func render(_ spec: JailSpec, ids: IdMap?, file: String) -> String {
+        var out = "\(spec.kind.rawValue) \(spec.name)  (\(file))\n"
+        func line(_ key: String, _ value: String) { out += "  " + key.padding(12) + " " + value + "\n" }
+        line("command", spec.argv.map(shellQuote).joined(separator: " "))
+        if let ids {
+            line("user", "\(spec.user) inside -> \(ids.outside(spec.user)) outside (uids \(ids.base)-\(ids.base + ids.count - 1))")
+        } else {
+            line("user", "\(spec.user) inside -> its agent's own unprivileged range (allocated at the first run)")
+        }
+        line("cwd", spec.cwd)
+        line("hostname", spec.hostname)
+        switch spec.rootfs {
+        case .host: line("rootfs", "host: /usr, /bin, /lib*, /sbin read-only; generated /etc; new /proc, minimal /dev, tmpfs /tmp")
+        case .directory(let p): line("rootfs", "\(p) read-only; new /proc, minimal /dev, tmpfs /tmp")
+        }
+        if spec.mounts.isEmpty {
+            line("mounts", "none")
+        } else {
+            out += "  mounts\n"
+            for m in spec.mounts {
+                let mode: String
+                switch m.role {
+                case .workspace: mode = "rw, nosuid, nodev (workspace)"
+                case .mount: mode = m.writable ? "rw, nosuid, nodev" : "ro"
+                case .credentials: mode = "ro, noexec (credentials: 0700 dir, 0600 files)"
+                case .protect: mode = "ro (protected)"
+                }
+                let source = m.role == .protect ? "workspace/" + m.host : m.host
+                out += "    " + m.target.padding(24) + " <- " + source + "  " + mode + "\n"
+            }
+        }
+        let l = spec.limits
+        var limits = ["memory \(Units.formatSize(l.memory)) (no swap)", "pids \(l.pids)"]
+        limits.append(l.cpu.map { "cpu \(formatCores($0)) cores" } ?? "cpu unlimited")
+        if let w = l.ioWeight { limits.append("io weight \(w)") }
+        limits.append("tmp \(Units.formatSize(l.tmp))")
+        limits.append("open files \(l.openFiles)")
+        if let f = l.fileSize { limits.append("file size \(Units.formatSize(f))") }
+        limits.append("wall time " + (l.wallTimeMs == 0 ? "none" : Units.formatDuration(l.wallTimeMs)))
+        line("limits", limits.joined(separator: ", "))
+        line("seccomp", spec.seccompProfile)
+        switch spec.network.mode {
+        case .none: line("network", "none (loopback only)")
+        case .egress:
+            line("network", "egress through the clawjail proxy to: " + spec.network.allow.map(\.description).joined(separator: ", "))
+            if !spec.network.resolvers.isEmpty { line("resolvers", spec.network.resolvers.joined(separator: ", ")) }
+        }
+        for i in spec.network.ingress {
+            line("ingress", "\(i.socket) (mode \(String(i.socketMode, radix: 8))) -> port \(i.port) in the jail")
+        }
+        line("environment", spec.environment.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
+        return out
+    }
+
+    static func formatCores(_ c: Double) -> String {
+        c == c.rounded() ? String(Int(c)) : String(c)
+    }
+
+    static func shellQuote(_ s: String) -> String {
+        if !s.isEmpty && s.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || "/._-=:,+@".utf8.contains($0) }) {
+            return s
+        }
+        return "'" + s.replacingAll("'", with: "'\\''") + "'"
+    }
+}
+
+extension AgentConfig.Limits {
+    var isEmpty: Bool { self == AgentConfig.Limits() }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ClawjailCore
+import ClawjailSystem
+
+/// Where clawjail keeps things on the host.
+public struct HostLayout: Sendable {
+    /// The SQLite store, snapshots (0700, root).
+    public var stateDirectory: String
+    /// Locks, the staging mount point, ingress sockets (0755, root; files inside 0600).
+    public var runDirectory: String
+    /// Compiled seccomp filters (0700, root).
+    public var cacheDirectory: String
+    /// Where named seccomp profiles are looked up, in order.
+    public var profileSearchPath: [String]
+
+    public init(stateDirectory: String? = nil, environment: [String: String] = ProcessInfoLite.environment()) {
+        self.stateDirectory = stateDirectory ?? environment["CLAWJAIL_STATE_DIR"] ?? Defaults.stateDirectory
+        self.runDirectory = environment["CLAWJAIL_RUN_DIR"] ?? Defaults.runDirectory
+        self.cacheDirectory = environment["CLAWJAIL_CACHE_DIR"] ?? "/var/cache/clawjail"
+        var search: [String] = []
+        if let extra = environment["CLAWJAIL_PROFILE_PATH"] {
+            search += extra.split(separator: ":").map(String.init)
+        }
+        search += HostLayout.bundledProfileDirectories() + ["/etc/clawjail/profiles", "/usr/local/share/clawjail/profiles"]
+        self.profileSearchPath = search
+    }
+
+    /// profiles/ next to the binary's source tree (a build in .build/<config>/clawjail)
+    /// or under <prefix>/share/clawjail/profiles for an installed binary.
+    static func bundledProfileDirectories() -> [String] {
+        guard let exe = try? FileSystem.readlink("/proc/self/exe") else { return [] }
+        var dir = Paths.dirname(exe)
+        var out: [String] = []
+        for _ in 0..<5 {
+            out.append(dir + "/profiles")
+            out.append(dir + "/share/clawjail/profiles")
+            if dir == "/" { break }
+            dir = Paths.dirname(dir)
+        }
+        return out.filter { FileSystem.exists($0) }
+    }
+
+    public var stagingRoot: String { runDirectory + "/root" }
+    public var lockDirectory: String { runDirectory + "/locks" }
+    public var jailDirectory: String { runDirectory + "/jails" }
+
+    /// Creates the run directory tree (idempotent). The staging mount point must be
+    /// reachable by the jail's unprivileged root, hence 0755 all the way.
+    public func ensureRunDirectories() throws(ClawjailError) {
+        for (dir, mode) in [(runDirectory, mode_t(0o755)), (stagingRoot, 0o755), (lockDirectory, 0o700), (jailDirectory, 0o700)] {
+            do {
+                try FileSystem.mkdirs(dir, mode: mode)
+            } catch {
+                throw ClawjailError(.setup, "cannot create \(dir)", hint: "clawjail must run as root", cause: error)
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CClawjailChild
+import ClawjailCgroup
+import ClawjailCore
+import ClawjailSystem
+
+/// The outside id range of a jail: inside ids 0..<count map to base..<base+count.
+public struct IdMap: Sendable, Hashable {
+    public var base: UInt32
+    public var count: UInt32
+    public init(base: UInt32, count: UInt32) {
+        self.base = base
+        self.count = count
+    }
+
+    public func outside(_ inside: UInt32) -> UInt32 { base + inside }
+}
+
+/// Work the parent does while the child waits on its sync pipe, after the id maps and
+/// the cgroup: netns wiring, for one. It gets the child's pid (in our namespace).
+public protocol ParentHook: AnyObject {
+    func childCreated(pid: pid_t) throws(ClawjailError)
+    /// Undo whatever childCreated did (called when a later step fails, and at teardown).
+    func teardown()
+}
+
+public struct LaunchRequest {
+    public var spec: JailSpec
+    public var ids: IdMap
+    public var layout: HostLayout
+    public var cgroups: any CgroupManager
+    /// Raw `struct sock_filter` array; empty for no filter.
+    public var seccompBPF: [UInt8] = []
+    public var seccompFlags: UInt32 = 0
+    /// fds for the command's 0, 1, 2 (nil keeps the supervisor's own).
+    public var stdio: [Int32]?
+    public var hooks: [any ParentHook] = []
+    /// /etc/resolv.conf inside the jail.
+    public var resolvConf = "# no network in this jail\n"
+
+    public init(spec: JailSpec, ids: IdMap, layout: HostLayout, cgroups: any CgroupManager) {
+        self.spec = spec
+        self.ids = ids
+        self.layout = layout
+        self.cgroups = cgroups
+    }
+}
+
+/// A started jail: its init (watched through a pidfd), the report pipe, the lifeline,
+/// its cgroup and whatever the hooks set up.
+public final class RunningJail {
+    public let spec: JailSpec
+    public let initProcess: PidFD
+    public let reportFD: FD
+    /// The parent's end of the sync pipe. Kept open for the jail's life: its hang-up
+    /// tells a late-starting child that the supervisor is gone.
+    let lifeline: FD
+    public let cgroup: any JailCgroup
+    public let hooks: [any ParentHook]
+    let plan: ChildPlan
+    /// The command's pid inside the jail, from the STARTED report.
+    public internal(set) var commandPid: Int32 = 0
+    /// The seccomp listener fd number in init, when the profile asks for notifications.
+    public internal(set) var listenerFD: Int32?
+    public let startedAt: UInt64
+    public let ids: IdMap
+    private var finished = false
+
+    init(spec: JailSpec, initProcess: PidFD, reportFD: FD, lifeline: FD, cgroup: any JailCgroup,
+         hooks: [any ParentHook], plan: ChildPlan, ids: IdMap) {
+        self.spec = spec
+        self.initProcess = initProcess
+        self.reportFD = reportFD
+        self.lifeline = lifeline
+        self.cgroup = cgroup
+        self.hooks = hooks
+        self.plan = plan
+        self.ids = ids
+        self.startedAt = ProcessInfoLite.monotonicNanoseconds
+    }
+
+    /// Kills whatever is left and removes the cgroup and the hooks' objects. Idempotent.
+    public func tearDown() throws(ClawjailError) {
+        if finished { return }
+        finished = true
+        try? initProcess.signal(SIGKILL)
+        _ = try? initProcess.tryWait()
+        for h in hooks.reversed() { h.teardown() }
+        defer {
+            initProcess.close()
+            reportFD.close()
+            lifeline.close()
+        }
+        try cgroup.destroy()
+    }
+
+    func message(for r: cj_report) -> String {
+        let err = Errno(rawValue: r.err)
+        switch Int(r.type) {
+        case Int(CJ_REPORT_EXEC_FAILED.rawValue):
+            return "cannot execute \(spec.argv[0]) in the jail: \(err)"
+        default:
+            let stage = Launcher.stageName(r.stage, op: r.op, plan: plan)
+            return "jail setup failed at \(stage): \(err)"
+        }
+    }
+}
+
+public enum Launcher {
+    static let forwardedSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
+
+    /// Builds everything, clones the jail, does the parent's half of the setup and
+    /// releases the child. On any failure nothing is left behind.
+    public static func start(_ request: LaunchRequest) throws(ClawjailError) -> RunningJail {
+        let spec = request.spec
+        try request.layout.ensureRunDirectories()
+
+        var builder = RootfsBuilder(spec: spec, outsideUid: request.ids.outside(spec.user), layout: request.layout,
+                                    resolvConf: request.resolvConf)
+        try builder.build()
+        defer { builder.closeAll() }
+
+        let plan = try makePlan(request, ops: builder.ops)
+
+        let limits = CgroupLimits(memoryBytes: spec.limits.memory, pids: spec.limits.pids, cpuCores: spec.limits.cpu,
+                                  ioWeight: spec.limits.ioWeight)
+        let cgroup = try request.cgroups.create(name: spec.name, limits: limits)
+        if let target = cgroup.cloneTarget { plan.raw.pointee.cgroup_fd = target.rawValue }
+
+        var result = cj_spawn_result()
+        let rc = cj_spawn(plan.raw, &result)
+        if rc != 0 {
+            try? cgroup.destroy()
+            let e = Errno(rawValue: -rc)
+            throw ClawjailError(.setup, "cannot create the jail (clone3)", hint: hintForClone(e), cause: e)
+        }
+        // The child holds its own copies of the mount trees now.
+        builder.closeAll()
+        let initProcess = PidFD(fd: FD(result.pidfd), pid: result.pid)
+        let jail = RunningJail(spec: spec, initProcess: initProcess, reportFD: FD(result.report_fd),
+                               lifeline: FD(result.sync_fd), cgroup: cgroup, hooks: request.hooks, plan: plan,
+                               ids: request.ids)
+        do {
+            try writeIdMaps(pid: result.pid, ids: request.ids)
+            if cgroup.cloneTarget == nil { try cgroup.join(pid: result.pid) }
+            for h in request.hooks { try h.childCreated(pid: result.pid) }
+            // Release the child.
+            var go: UInt8 = 0x47
+            _ = try withUnsafeBytes(of: &go) { (b) throws(Errno) -> Int in try jail.lifeline.write(b) }
+            try awaitStart(jail)
+        } catch let error as ClawjailError {
+            try? jail.tearDown()
+            throw error
+        } catch {
+            try? jail.tearDown()
+            throw ClawjailError(.setup, "cannot start the jail", cause: error)
+        }
+        return jail
+    }
+
+    static func makePlan(_ request: LaunchRequest, ops: [ChildOp]) throws(ClawjailError) -> ChildPlan {
+        let spec = request.spec
+        let plan = try ChildPlan()
+        let p = plan.raw
+        p.pointee.clone_flags = cj_jail_clone_flags()
+        p.pointee.unshare_cgroupns = 1
+        plan.setString(\.staging, request.layout.stagingRoot)
+        plan.setString(\.root_options, "size=4m,nr_inodes=4096,mode=0755")
+        p.pointee.root_readonly = 1
+        plan.setString(\.hostname, spec.hostname)
+        p.pointee.uid = spec.user
+        p.pointee.gid = spec.user
+        plan.setString(\.cwd, spec.cwd)
+        try plan.setArgv(spec.argv)
+        try plan.setEnvironment(spec.environment.map { "\($0.name)=\($0.value)" })
+        plan.setString(\.path_search, spec.environment.first { $0.name == "PATH" }?.value ?? Defaults.path)
+        p.pointee.loopback_up = 1
+        for (resource, soft, hard, name) in rlimits(spec.limits) {
+            try plan.addRlimit(resource, soft: soft, hard: hard, name: name)
+        }
+        plan.setForwardedSignals(forwardedSignals)
+        if let stdio = request.stdio { plan.setStdio(stdio) }
+        plan.setSeccomp(request.seccompBPF, flags: request.seccompFlags)
+        for op in ops { try plan.add(op) }
+        return plan
+    }
+
+    /// The rlimit policy (documented in the README): no core dumps; open files from
+    /// the config; processes per user capped at the pids limit, so a fork bomb meets a
+    /// wall even where the pids controller is missing; file size from the config
+    /// (unlimited by default: the memory and tmpfs limits bound what a jail can fill).
+    static func rlimits(_ l: JailSpec.Limits) -> [(Int32, UInt64, UInt64, String)] {
+        let infinity = UInt64.max
+        var out: [(Int32, UInt64, UInt64, String)] = [
+            (Int32(RLIMIT_CORE.rawValue), 0, 0, "RLIMIT_CORE"),
+            (Int32(RLIMIT_NOFILE.rawValue), l.openFiles, l.openFiles, "RLIMIT_NOFILE (open_files)"),
+            (cj_rlimit_nproc(), l.pids, l.pids, "RLIMIT_NPROC (pids)"),
+        ]
+        if let f = l.fileSize {
+            out.append((Int32(RLIMIT_FSIZE.rawValue), f, f, "RLIMIT_FSIZE (file_size)"))
+        } else {
+            out.append((Int32(RLIMIT_FSIZE.rawValue), infinity, infinity, "RLIMIT_FSIZE"))
+        }
+        return out
+    }
+
+    /// uid_map, setgroups=deny and gid_map, written by the parent (which is root in
+    /// the initial user namespace) through fds on the child's /proc directory.
+    static func writeIdMaps(pid: pid_t, ids: IdMap) throws(ClawjailError) {
+        let line = "0 \(ids.base) \(ids.count)\n"
+        do {
+            let dir = try FileSystem.open("/proc/\(pid)", O_PATH | O_DIRECTORY)
+            defer { dir.close() }
+            try FileSystem.writeControl("uid_map", line, at: dir)
+            try FileSystem.writeControl("setgroups", "deny", at: dir)
+            try FileSystem.writeControl("gid_map", line, at: dir)
+        } catch {
+            throw ClawjailError(.setup, "cannot write the id maps of the jail", cause: error)
+        }
+    }
+
+    /// Reads the child's first reports: the seccomp listener (if any), then STARTED.
+    static func awaitStart(_ jail: RunningJail) throws(ClawjailError) {
+        while true {
+            guard let r = try readReport(jail.reportFD) else {
+                let status = try? jail.initProcess.wait()
+                throw ClawjailError(.setup, "the jail exited during setup (\(status.map(\.description) ?? "unknown status"))")
+            }
+            switch Int(r.type) {
+            case Int(CJ_REPORT_LISTENER.rawValue):
+                jail.listenerFD = r.value
+            case Int(CJ_REPORT_STARTED.rawValue):
+                jail.commandPid = r.value
+                return
+            default:
+                throw ClawjailError(.setup, jail.message(for: r), hint: hint(forStage: r.stage, errno: r.err))
+            }
+        }
+    }
+
+    /// One report; nil at EOF.
+    static func readReport(_ fd: FD) throws(ClawjailError) -> cj_report? {
+        var r = cj_report()
+        let size = MemoryLayout<cj_report>.size
+        var got = 0
+        while got < size {
+            let n: Int
+            do {
+                n = try withUnsafeMutableBytes(of: &r) { (b) throws(Errno) -> Int in
+                    try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: b[got...]))
+                }
+            } catch {
+                throw ClawjailError(.setup, "cannot read the jail's report pipe", cause: error)
+            }
+            if n == 0 { return nil }
+            got += n
+        }
+        return r
+    }
+
+    static func stageName(_ stage: Int32, op: Int32, plan: ChildPlan) -> String {
+        switch Int(stage) {
+        case Int(CJ_STAGE_SIGNALS.rawValue): return "signal setup"
+        case Int(CJ_STAGE_PDEATHSIG.rawValue): return "prctl(PR_SET_PDEATHSIG)"
+        case Int(CJ_STAGE_SYNC.rawValue): return "waiting for the supervisor"
+        case Int(CJ_STAGE_SETID_ROOT.rawValue): return "setresuid to root inside the user namespace"
+        case Int(CJ_STAGE_CGROUPNS.rawValue): return "unshare(CLONE_NEWCGROUP)"
+        case Int(CJ_STAGE_MOUNT_PRIVATE.rawValue): return "making mounts private"
+        case Int(CJ_STAGE_ROOT_TMPFS.rawValue): return "mounting the new root (tmpfs)"
+        case Int(CJ_STAGE_CHDIR_ROOT.rawValue): return "chdir to the new root"
+        case Int(CJ_STAGE_OP.rawValue): return plan.label(forOp: op)
+        case Int(CJ_STAGE_PIVOT_ROOT.rawValue): return "pivot_root"
+        case Int(CJ_STAGE_UMOUNT_OLD_ROOT.rawValue): return "unmounting the old root"
+        case Int(CJ_STAGE_ROOT_READONLY.rawValue): return "making the root read-only"
+        case Int(CJ_STAGE_HOSTNAME.rawValue): return "sethostname"
+        case Int(CJ_STAGE_LOOPBACK.rawValue): return "bringing up lo"
+        case Int(CJ_STAGE_RLIMIT.rawValue): return "setrlimit \(plan.label(forRlimit: op))"
+        case Int(CJ_STAGE_SETSID.rawValue): return "setsid"
+        case Int(CJ_STAGE_SECUREBITS.rawValue): return "prctl(PR_SET_SECUREBITS)"
+        case Int(CJ_STAGE_CAPBSET.rawValue): return "dropping capability \(op) from the bounding set"
+        case Int(CJ_STAGE_SETGID.rawValue): return "setresgid"
+        case Int(CJ_STAGE_SETUID.rawValue): return "setresuid"
+        case Int(CJ_STAGE_CAPSET.rawValue): return "capset"
+        case Int(CJ_STAGE_AMBIENT.rawValue): return "clearing ambient capabilities"
+        case Int(CJ_STAGE_NO_NEW_PRIVS.rawValue): return "prctl(PR_SET_NO_NEW_PRIVS)"
+        case Int(CJ_STAGE_DUMPABLE.rawValue): return "prctl(PR_SET_DUMPABLE)"
+        case Int(CJ_STAGE_SECCOMP.rawValue): return "loading the seccomp filter"
+        case Int(CJ_STAGE_FORK.rawValue): return "fork of the command"
+        case Int(CJ_STAGE_CHDIR_CWD.rawValue): return "chdir to the working directory"
+        case Int(CJ_STAGE_STDIO.rawValue): return "setting up stdin/stdout/stderr"
+        case Int(CJ_STAGE_CLOSE_FDS.rawValue): return "closing inherited fds"
+        case Int(CJ_STAGE_EXEC.rawValue): return "execve"
+        default: return "stage \(stage)"
+        }
+    }
+
+    static func hint(forStage stage: Int32, errno e: Int32) -> String? {
+        if stage == Int32(CJ_STAGE_CHDIR_CWD.rawValue) && e == Errno.ENOENT.rawValue {
+            return "the working directory does not exist inside the jail; set cwd to the workspace or a mounted path"
+        }
+        if stage == Int32(CJ_STAGE_OP.rawValue) && e == Errno.EROFS.rawValue {
+            return "a mount target below a read-only directory must already exist there; choose a path outside /usr and /etc"
+        }
+        return nil
+    }
+
+    static func hintForClone(_ e: Errno) -> String? {
+        switch e {
+        case .EPERM: return "clawjail must run as root (it maps each jail to its own unprivileged uid range)"
+        case .ENOSPC: return "the host's user.max_user_namespaces (or another namespace limit) is reached or 0"
+        case .EINVAL: return "this kernel lacks clone3 features clawjail needs (Linux 5.7 or later)"
+        default: return nil
+        }
+    }
+}

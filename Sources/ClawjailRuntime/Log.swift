@@ -1,0 +1,32 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ClawjailSystem
+
+/// The supervisor's own messages, one line each, on stderr: "clawjail: ...".
+public enum Log {
+    public nonisolated(unsafe) static var verbose = false
+    public nonisolated(unsafe) static var quiet = false
+
+    public static func info(_ message: String) {
+        if quiet { return }
+        emit("clawjail: " + message)
+    }
+
+    public static func debug(_ message: @autoclosure () -> String) {
+        if verbose { emit("clawjail: debug: " + message()) }
+    }
+
+    public static func warning(_ message: String) {
+        emit("clawjail: warning: " + message)
+    }
+
+    public static func error(_ message: String) {
+        emit("clawjail: " + message)
+    }
+
+    static func emit(_ line: String) {
+        let text = line.hasSuffix("\n") ? line : line + "\n"
+        try? FD.standardError.writeAll(text)
+    }
+}

@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CClawjailChild
+import ClawjailCgroup
+import ClawjailCore
+import ClawjailSystem
+
+/// Uid ranges: slot N owns outside ids base + N * 65536 ..< base + (N + 1) * 65536.
+/// Slot 0 belongs to anonymous tool runs (`clawjail exec` without --agent); agents get
+/// their own slot from the store, for good.
+public enum IdRanges {
+    public static let base: UInt32 = 0x7000_0000
+    public static let size: UInt32 = 65536
+    public static let maxSlot = 4093
+
+    public static func slot(_ n: Int) -> IdMap { IdMap(base: base + UInt32(n) * size, count: size) }
+    public static let anonymousTools = slot(0)
+}
+
+public struct ToolRunRequest {
+    public var options: ToolRunOptions
+    public var toolConfigPath: String?
+    public var agentName: String?
+    public var quiet = false
+    public var layout: HostLayout
+    public init(options: ToolRunOptions, layout: HostLayout) {
+        self.options = options
+        self.layout = layout
+    }
+}
+
+public enum ToolRun {
+    /// A short random id for a tool run: names its cgroup (exec-<id>) and its row.
+    public static func newRunID() -> String {
+        var bytes = [UInt8](repeating: 0, count: 6)
+        _ = bytes.withUnsafeMutableBytes { cj_sys_getrandom($0.baseAddress, $0.count) }
+        let hex = Array("0123456789abcdef".utf8)
+        return String(decoding: bytes.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
+    }
+
+    /// Loads and validates a tool.toml.
+    public static func loadToolConfig(_ path: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
+        let text: String
+        do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
+            throw ClawjailError(.notFound, "cannot read \(path)", cause: error)
+        }
+        do {
+            let c = try AgentConfig.parse(text, file: path, kind: .tool, stateDirectory: layout.stateDirectory)
+            for w in c.warnings { Log.warning(w.description) }
+            return c
+        } catch {
+            throw ClawjailError(.config, error.description)
+        }
+    }
+}
+
+extension ToolRun {
+    /// `clawjail exec`: one command in a fresh jail. Returns the exit status.
+    public static func run(_ r: ToolRunRequest) throws(ClawjailError) -> Int32 {
+        let toolConfig = try r.toolConfigPath.map { (p) throws(ClawjailError) in try loadToolConfig(p, layout: r.layout) }
+        let runID = newRunID()
+        let spec: JailSpec
+        do {
+            spec = try JailSpec.forTool(r.options, toolConfig: toolConfig, agentConfig: nil, runID: runID,
+                                        hostEnvironment: ProcessInfoLite.environment(),
+                                        stateDirectory: r.layout.stateDirectory)
+        } catch {
+            throw ClawjailError(.usage, error.description)
+        }
+        let cgroups = try Cgroups.detect()
+        let request = LaunchRequest(spec: spec, ids: IdRanges.anonymousTools, layout: r.layout, cgroups: cgroups)
+        let jail = try Launcher.start(request)
+        let result = Supervisor.supervise(jail, options: SuperviseOptions())
+        do { try jail.tearDown() } catch { Log.warning(error.description) }
+        if !r.quiet {
+            Log.info("\(spec.name) \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)")
+        }
+        return result.exitStatus
+    }
+}

@@ -1,0 +1,114 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CClawjailChild
+
+/// A process we act on only through its pidfd, so a recycled pid number can never be
+/// signalled by mistake.
+public struct PidFD: Sendable, CustomStringConvertible {
+    public let fd: FD
+    public let pid: pid_t
+    public init(fd: FD, pid: pid_t) {
+        self.fd = fd
+        self.pid = pid
+    }
+
+    public var description: String { "pid \(pid)" }
+
+    /// pidfd_open; the caller checks, where it matters, that the process is still the
+    /// one it meant (see `Cgroup` for how v1 does that).
+    public static func open(_ pid: pid_t) throws(Errno) -> PidFD {
+        PidFD(fd: FD(try syscallRetrying { cj_sys_pidfd_open(pid, 0) }), pid: pid)
+    }
+
+    public func signal(_ sig: Int32) throws(Errno) {
+        _ = try syscallRetrying { cj_sys_pidfd_send_signal(fd.rawValue, sig) }
+    }
+
+    /// Non-blocking reap. nil while the process runs.
+    public func tryWait() throws(Errno) -> WaitStatus? {
+        var status: Int32 = 0
+        _ = try syscallRetrying { cj_sys_wait_pidfd(fd.rawValue, &status, WNOHANG) }
+        return status == -1 ? nil : WaitStatus(rawValue: status)
+    }
+
+    public func wait() throws(Errno) -> WaitStatus {
+        var status: Int32 = 0
+        _ = try syscallRetrying { cj_sys_wait_pidfd(fd.rawValue, &status, 0) }
+        return WaitStatus(rawValue: status)
+    }
+
+    /// Duplicates fd `target` of the process into ours (needs ptrace access: root).
+    public func getFD(_ target: Int32) throws(Errno) -> FD {
+        FD(try syscallRetrying { cj_sys_pidfd_getfd(fd.rawValue, target) })
+    }
+
+    public func close() { fd.close() }
+}
+
+/// A waitpid-style status word.
+public struct WaitStatus: Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+    public var exited: Bool { rawValue & 0x7f == 0 }
+    public var exitCode: Int32 { (rawValue >> 8) & 0xff }
+    public var signaled: Bool { !exited && rawValue & 0x7f != 0x7f }
+    public var signal: Int32 { rawValue & 0x7f }
+    public var coreDumped: Bool { rawValue & 0x80 != 0 }
+    /// The shell's convention: the code, or 128 + the signal.
+    public var shellStatus: Int32 { exited ? exitCode : 128 + signal }
+    public var description: String { exited ? "exited \(exitCode)" : "killed by \(signalName(signal))" }
+}
+
+public func signalName(_ sig: Int32) -> String {
+    let names: [Int32: String] = [
+        1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
+        8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE",
+        14: "SIGALRM", 15: "SIGTERM", 17: "SIGCHLD", 18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP",
+        24: "SIGXCPU", 25: "SIGXFSZ", 28: "SIGWINCH", 31: "SIGSYS",
+    ]
+    return names[sig] ?? "signal \(sig)"
+}
+
+public enum ProcessInfoLite {
+    /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat),
+    /// which together with the pid identifies it for good.
+    public static func startTime(of pid: pid_t) -> UInt64? {
+        guard let text = try? FileSystem.readText("/proc/\(pid)/stat", limit: 4096),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // fields[0] is the state (field 3), so field 22 is index 19.
+        guard fields.count > 19 else { return nil }
+        return UInt64(fields[19])
+    }
+
+    public static func isAlive(pid: pid_t, startTime: UInt64) -> Bool {
+        guard pid > 0 else { return false }
+        return ProcessInfoLite.startTime(of: pid) == startTime
+    }
+
+    public static var monotonicNanoseconds: UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    public static var wallClockMilliseconds: Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    public static func environment() -> [String: String] {
+        var env: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") {
+                env[String(s[..<eq])] = String(s[s.index(after: eq)...])
+            }
+            p += 1
+        }
+        return env
+    }
+}

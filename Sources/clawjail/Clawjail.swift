@@ -1,0 +1,54 @@
+import ArgumentParser
+import ClawjailCore
+import ClawjailRuntime
+
+struct Clawjail: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clawjail",
+        abstract: "Run AI agents, and each of their tool runs, in their own Linux jail.",
+        discussion: """
+        Every jail gets its own user, mount, pid, network, ipc, uts and cgroup namespaces, \
+        an unprivileged uid range, cgroup limits, a seccomp allowlist and only the \
+        directories its config names. clawjail listens on no TCP port.
+
+        Start here:
+          clawjail check agent.toml          validate a config and print the effective plan
+          clawjail run agent.toml            run an agent in the foreground
+          clawjail exec --workspace DIR -- CMD [ARG...]
+                                             run one tool command in a fresh, stricter jail
+
+        Run `clawjail help SUBCOMMAND` for the options of each command.
+        """,
+        subcommands: [Exec.self, Check.self])
+}
+
+/// Options every subcommand that touches state shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"),
+            help: ArgumentHelp("Directory of the state database (default /var/lib/clawjail, or $CLAWJAIL_STATE_DIR).",
+                               valueName: "DIR"))
+    var stateDirectory: String?
+
+    @Flag(name: .shortAndLong, help: "Print what clawjail does, step by step.")
+    var verbose = false
+
+    var layout: HostLayout {
+        Log.verbose = verbose
+        return HostLayout(stateDirectory: stateDirectory)
+    }
+}
+
+/// Runs a body that may throw a ClawjailError and turns the error into one clear line
+/// and the right exit status.
+func runOrExit(_ body: () throws -> Int32) throws -> Never {
+    do {
+        let status = try body()
+        throw ExitCode(status)
+    } catch let e as ClawjailError {
+        Log.error(e.description)
+        throw ExitCode(e.code == .usage ? 64 : 125)
+    } catch let e as ConfigError {
+        Log.error("invalid configuration:\n" + e.description)
+        throw ExitCode(78)
+    }
+}

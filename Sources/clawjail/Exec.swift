@@ -1,0 +1,115 @@
+import ArgumentParser
+import ClawjailCore
+import ClawjailRuntime
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one command (a tool run) in a fresh jail and return its exit status.",
+        discussion: """
+        For agent runtimes: call this once per tool run, the way you would call bwrap. \
+        stdin, stdout and stderr are passed straight through; the exit status is the \
+        command's (128+N when it was killed by signal N). clawjail adds one line on \
+        stderr saying how the run ended (use --quiet to drop it).
+
+        The jail has the same isolation as an agent's, with stricter defaults: the \
+        `tool` seccomp profile, no network, 256M of memory, 64 pids, one core and a \
+        10 minute wall clock. It never sees any credentials.
+
+        Exit status when clawjail itself ended the run: 124 timed out, 125 the jail \
+        could not be set up, 126/127 the command could not be executed, 137 OOM-killed.
+
+        Examples:
+          clawjail exec --workspace /srv/tools/run1 -- python3 script.py
+          clawjail exec --ro /opt/models:/models --timeout 30s -- ./infer
+          clawjail exec --config tool.toml -- make test
+        """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .customLong("config"), help: ArgumentHelp("A tool.toml with workspace, mounts, env, limits, seccomp and network.", valueName: "FILE"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Host directory mounted read-write at /workspace (and the starting directory).", valueName: "DIR"))
+    var workspace: String?
+
+    @Option(name: .customLong("ro"), help: ArgumentHelp("Mount a host path read-only, at DEST or at the same path (repeatable).", valueName: "HOST[:DEST]"))
+    var readOnly: [String] = []
+
+    @Option(name: .customLong("rw"), help: ArgumentHelp("Mount a host path read-write (repeatable).", valueName: "HOST[:DEST]"))
+    var readWrite: [String] = []
+
+    @Option(help: ArgumentHelp("Set an environment variable in the jail (repeatable). Nothing else of your environment goes in.", valueName: "K=V"))
+    var env: [String] = []
+
+    @Option(help: ArgumentHelp("Working directory inside the jail (default: /workspace, else /tmp).", valueName: "DIR"))
+    var cwd: String?
+
+    @Option(help: ArgumentHelp("Kill the run after this long: 500ms, 30s, 10m, 1h (default 10m).", valueName: "DURATION"))
+    var timeout: String?
+
+    @Option(help: ArgumentHelp("Memory limit, no swap: 256M, 1G (default 256M).", valueName: "SIZE"))
+    var memory: String?
+
+    @Option(help: ArgumentHelp("Maximum number of processes and threads (default 64).", valueName: "N"))
+    var pids: UInt64?
+
+    @Option(help: ArgumentHelp("CPU limit in cores, e.g. 0.5 or 2 (default 1).", valueName: "CORES"))
+    var cpu: Double?
+
+    @Option(help: ArgumentHelp("uid inside the jail (default 1000).", valueName: "UID"))
+    var user: String?
+
+    @Flag(help: "Do not print the one-line result on stderr.")
+    var quiet = false
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "CMD"))
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("no command given: write clawjail exec [OPTIONS] -- CMD [ARG...]") }
+        for e in env where !e.contains("=") { throw ValidationError("--env \(e): write NAME=VALUE") }
+        if let c = cpu, !(c > 0) { throw ValidationError("--cpu must be a number of cores greater than 0") }
+        if let p = pids, p == 0 { throw ValidationError("--pids must be at least 1") }
+    }
+
+    func run() throws {
+        try runOrExit {
+            var o = ToolRunOptions(argv: command)
+            o.workspace = workspace
+            o.readOnly = try readOnly.map(splitMount)
+            o.readWrite = try readWrite.map(splitMount)
+            o.env = env.map { e in
+                let i = e.firstIndex(of: "=") ?? e.endIndex
+                return (String(e[..<i]), i < e.endIndex ? String(e[e.index(after: i)...]) : "")
+            }
+            o.cwd = cwd
+            if let t = timeout { o.timeoutMs = try parseOption("--timeout", t) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: false) } }
+            if let m = memory { o.memory = try parseOption("--memory", m) { v throws(Units.ParseError) in try Units.parseSize(v) } }
+            o.pids = pids
+            o.cpu = cpu
+            if let u = user {
+                guard let v = Units.parseStrictDecimal(u), v >= 1, v <= 65534 else {
+                    throw ClawjailError(.usage, "--user \(u) must be a decimal uid between 1 and 65534")
+                }
+                o.user = UInt32(v)
+            }
+            var request = ToolRunRequest(options: o, layout: global.layout)
+            request.toolConfigPath = config
+            request.quiet = quiet
+            return try ToolRun.run(request)
+        }
+    }
+}
+
+func splitMount(_ s: String) throws -> (host: String, target: String?) {
+    guard let i = s.firstIndex(of: ":") else { return (s, nil) }
+    let host = String(s[..<i]), target = String(s[s.index(after: i)...])
+    if host.isEmpty || target.isEmpty { throw ClawjailError(.usage, "'\(s)': write HOST or HOST:DEST") }
+    return (host, target)
+}
+
+func parseOption<T>(_ flag: String, _ value: String, _ body: (String) throws(Units.ParseError) -> T) throws -> T {
+    do { return try body(value) } catch {
+        throw ClawjailError(.usage, "\(flag) \(value): \(error)")
+    }
+}
