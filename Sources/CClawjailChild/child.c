@@ -361,8 +361,17 @@ static _Noreturn void reaper_loop(pid_t child, int report_fd, const sigset_t *se
     }
 }
 
+static void scrub_cmdline(const struct cj_plan *p) {
+    static const char name[] = "clawjail-init";
+    if (p->scrub_start == 0 || p->scrub_len < sizeof name) return;
+    memset((void *)p->scrub_start, 0, p->scrub_len);
+    memcpy((void *)p->scrub_start, name, sizeof name);
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
 static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int report_fd) {
     reset_signals();
+    scrub_cmdline(p);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_PDEATHSIG, -1);
 
     /* Wait while the parent writes the id maps, joins cgroups and wires the network.

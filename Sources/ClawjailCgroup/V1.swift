@@ -48,8 +48,7 @@ public struct V1Manager: CgroupManager {
             let base = "\(root)/\(parent)"
             let dir = "\(base)/\(name)"
             do {
-                try FileSystem.ensureDirectory(base, mode: 0o755)
-                try FileSystem.mkdir(dir, mode: 0o755)
+                try createBelowParent(base: base, dir: dir)
             } catch {
                 undo()
                 throw cgroupError("cannot create cgroup", dir, error,
@@ -64,6 +63,28 @@ public struct V1Manager: CgroupManager {
             throw error
         }
         return group
+    }
+
+    /// The shared parent is removed by whoever empties it last, so a concurrent
+    /// removal can race with our mkdir: recreate the parent and retry.
+    func createBelowParent(base: String, dir: String) throws(Errno) {
+        var attempts = 0
+        while true {
+            try FileSystem.ensureDirectory(base, mode: 0o755)
+            do {
+                try FileSystem.mkdir(dir, mode: 0o755)
+                return
+            } catch {
+                attempts += 1
+                if error != .ENOENT || attempts > 5 { throw error }
+            }
+        }
+    }
+
+    /// Removes the `clawjail` parents when no jail is left in them (EBUSY otherwise,
+    /// which is fine): nothing of clawjail stays on the host between runs.
+    func removeEmptyParents() {
+        for (_, root) in hierarchies { try? FileSystem.rmdir("\(root)/\(parent)") }
     }
 
     public func open(name: String) -> (any JailCgroup)? {
@@ -213,7 +234,10 @@ public struct V1Cgroup: JailCgroup {
                     if error != .ENOENT { lastError = error }
                 }
             }
-            if lastError == nil { return }
+            if lastError == nil {
+                manager.removeEmptyParents()
+                return
+            }
             pause(microseconds: attempt < 20 ? 500 : 5000)
         }
         throw cgroupError("cannot remove cgroup", paths.joined(separator: ", "), lastError ?? .EBUSY,

@@ -100,14 +100,24 @@ public struct V2Manager: CgroupManager {
     public func create(name: String, limits: CgroupLimits) throws(ClawjailError) -> any JailCgroup {
         try prepareRoot()
         let dir = root + "/" + name
-        do {
-            try FileSystem.mkdir(dir, mode: 0o755)
-        } catch {
-            throw cgroupError("cannot create cgroup", dir, error,
-                              hint: error == .EEXIST ? "a jail named \(name) is running or left over; `clawjail gc` removes leftovers" : nil)
+        var attempts = 0
+        while true {
+            do {
+                try FileSystem.mkdir(dir, mode: 0o755)
+                break
+            } catch {
+                // Someone removed the emptied root between prepareRoot and here.
+                attempts += 1
+                if error == .ENOENT && attempts < 5 {
+                    try prepareRoot()
+                    continue
+                }
+                throw cgroupError("cannot create cgroup", dir, error,
+                                  hint: error == .EEXIST ? "a jail named \(name) is running or left over; `clawjail gc` removes leftovers" : nil)
+            }
         }
         do {
-            let group = try V2Cgroup.open(name: name, directory: dir)
+            let group = try V2Cgroup.open(name: name, directory: dir, manager: self)
             try group.apply(limits)
             return group
         } catch {
@@ -119,7 +129,7 @@ public struct V2Manager: CgroupManager {
     public func open(name: String) -> (any JailCgroup)? {
         let dir = root + "/" + name
         guard FileSystem.exists(dir) else { return nil }
-        return try? V2Cgroup.open(name: name, directory: dir)
+        return try? V2Cgroup.open(name: name, directory: dir, manager: self)
     }
 
     public func jailNames() -> [String] {
@@ -134,11 +144,12 @@ public struct V2Cgroup: JailCgroup {
     public let name: String
     let directory: String
     let fd: FD
+    let manager: V2Manager
 
-    static func open(name: String, directory: String) throws(ClawjailError) -> V2Cgroup {
+    static func open(name: String, directory: String, manager: V2Manager) throws(ClawjailError) -> V2Cgroup {
         do {
             let fd = try FileSystem.open(directory, O_RDONLY | O_DIRECTORY)
-            return V2Cgroup(name: name, directory: directory, fd: fd)
+            return V2Cgroup(name: name, directory: directory, fd: fd, manager: manager)
         } catch {
             throw cgroupError("cannot open cgroup", directory, error)
         }
@@ -222,6 +233,8 @@ public struct V2Cgroup: JailCgroup {
             do {
                 try FileSystem.rmdir(directory)
                 fd.close()
+                // Our own top-level directory goes when the last jail does.
+                if manager.supervisorLeaf == nil { try? FileSystem.rmdir(manager.root) }
                 return
             } catch {
                 if error == .ENOENT {

@@ -39,6 +39,9 @@ public struct LaunchRequest {
     public var hooks: [any ParentHook] = []
     /// /etc/resolv.conf inside the jail.
     public var resolvConf = "# no network in this jail\n"
+    /// The jail's registry lock, when the caller took it already (agent runs do, before
+    /// touching the store); otherwise start() takes it.
+    public var lock: FileLock?
 
     public init(spec: JailSpec, ids: IdMap, layout: HostLayout, cgroups: any CgroupManager) {
         self.spec = spec
@@ -66,10 +69,14 @@ public final class RunningJail {
     public internal(set) var listenerFD: Int32?
     public let startedAt: UInt64
     public let ids: IdMap
+    let lock: FileLock
+    let layout: HostLayout
     private var finished = false
 
     init(spec: JailSpec, initProcess: PidFD, reportFD: FD, lifeline: FD, cgroup: any JailCgroup,
-         hooks: [any ParentHook], plan: ChildPlan, ids: IdMap) {
+         hooks: [any ParentHook], plan: ChildPlan, ids: IdMap, lock: FileLock, layout: HostLayout) {
+        self.lock = lock
+        self.layout = layout
         self.spec = spec
         self.initProcess = initProcess
         self.reportFD = reportFD
@@ -94,6 +101,8 @@ public final class RunningJail {
             lifeline.close()
         }
         try cgroup.destroy()
+        // Only once the cgroup is gone: an unheld lock means "nothing left to clean".
+        JailRegistry.release(lock, name: spec.name, layout: layout)
     }
 
     func message(for r: cj_report) -> String {
@@ -115,7 +124,12 @@ public enum Launcher {
     /// releases the child. On any failure nothing is left behind.
     public static func start(_ request: LaunchRequest) throws(ClawjailError) -> RunningJail {
         let spec = request.spec
-        try request.layout.ensureRunDirectories()
+        let lock: FileLock
+        if let given = request.lock { lock = given } else {
+            lock = try JailRegistry.acquire(spec.name, kind: spec.kind, layout: request.layout)
+        }
+        var lockHandedOver = false
+        defer { if !lockHandedOver { JailRegistry.release(lock, name: spec.name, layout: request.layout) } }
 
         var builder = RootfsBuilder(spec: spec, outsideUid: request.ids.outside(spec.user), layout: request.layout,
                                     resolvConf: request.resolvConf)
@@ -141,7 +155,8 @@ public enum Launcher {
         let initProcess = PidFD(fd: FD(result.pidfd), pid: result.pid)
         let jail = RunningJail(spec: spec, initProcess: initProcess, reportFD: FD(result.report_fd),
                                lifeline: FD(result.sync_fd), cgroup: cgroup, hooks: request.hooks, plan: plan,
-                               ids: request.ids)
+                               ids: request.ids, lock: lock, layout: request.layout)
+        lockHandedOver = true
         do {
             try writeIdMaps(pid: result.pid, ids: request.ids)
             if cgroup.cloneTarget == nil { try cgroup.join(pid: result.pid) }
@@ -182,9 +197,24 @@ public enum Launcher {
         }
         plan.setForwardedSignals(forwardedSignals)
         if let stdio = request.stdio { plan.setStdio(stdio) }
+        if let (start, length) = argumentArea() {
+            p.pointee.scrub_start = start
+            p.pointee.scrub_len = length
+        }
         plan.setSeccomp(request.seccompBPF, flags: request.seccompFlags)
         for op in ops { try plan.add(op) }
         return plan
+    }
+
+    /// arg_start..env_end of this process (fields 48-51 of /proc/self/stat).
+    static func argumentArea() -> (UInt, Int)? {
+        guard let text = try? FileSystem.readText("/proc/self/stat", limit: 4096),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3; field 48 is index 45, field 51 index 48.
+        guard fields.count > 48, let start = UInt(fields[45]), let end = UInt(fields[48].split(separator: "\n")[0]),
+              end > start, end - start < 1 << 20 else { return nil }
+        return (start, Int(end - start))
     }
 
     /// The rlimit policy (documented in the README): no core dumps; open files from

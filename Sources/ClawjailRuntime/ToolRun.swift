@@ -23,6 +23,7 @@ public struct ToolRunRequest {
     public var toolConfigPath: String?
     public var agentName: String?
     public var quiet = false
+    public var graceMs: UInt64 = 10_000
     public var layout: HostLayout
     public init(options: ToolRunOptions, layout: HostLayout) {
         self.options = options
@@ -71,7 +72,9 @@ extension ToolRun {
         let cgroups = try Cgroups.detect()
         let request = LaunchRequest(spec: spec, ids: IdRanges.anonymousTools, layout: r.layout, cgroups: cgroups)
         let jail = try Launcher.start(request)
-        let result = Supervisor.supervise(jail, options: SuperviseOptions())
+        var options = SuperviseOptions()
+        options.graceMs = r.graceMs
+        let result = Supervisor.supervise(jail, options: options)
         do { try jail.tearDown() } catch { Log.warning(error.description) }
         if !r.quiet {
             Log.info("\(spec.name) \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)")

@@ -19,7 +19,7 @@ struct Clawjail: ParsableCommand {
 
         Run `clawjail help SUBCOMMAND` for the options of each command.
         """,
-        subcommands: [Exec.self, Check.self])
+        subcommands: [Exec.self, Check.self, GC.self])
 }
 
 /// Options every subcommand that touches state shares.

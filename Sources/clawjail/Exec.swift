@@ -59,6 +59,9 @@ struct Exec: ParsableCommand {
     @Option(help: ArgumentHelp("uid inside the jail (default 1000).", valueName: "UID"))
     var user: String?
 
+    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, how long the command gets to exit before SIGKILL (default 10s).", valueName: "DURATION"))
+    var grace: String?
+
     @Flag(help: "Do not print the one-line result on stderr.")
     var quiet = false
 
@@ -96,6 +99,7 @@ struct Exec: ParsableCommand {
             var request = ToolRunRequest(options: o, layout: global.layout)
             request.toolConfigPath = config
             request.quiet = quiet
+            if let g = grace { request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) } }
             return try ToolRun.run(request)
         }
     }

@@ -87,6 +87,11 @@ struct cj_plan {
     const void *bpf;              /* struct sock_filter[], in the arena */
     uint32_t bpf_len;             /* number of instructions; 0 = no filter */
     uint32_t seccomp_flags;       /* SECCOMP_FILTER_FLAG_* */
+    /* The supervisor's argv+environ area (from /proc/self/stat): the jail's init is a
+     * copy of the supervisor, and /proc/1/cmdline must not show the host's command
+     * line or environment inside the jail. Zeroed in the child. */
+    uintptr_t scrub_start;
+    size_t scrub_len;
     struct cj_op ops[CJ_MAX_OPS];
     int n_ops;
     struct cj_arena_block *arena; /* owned strings; freed by cj_plan_free */
