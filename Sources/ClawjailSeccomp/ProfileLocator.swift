@@ -1,0 +1,44 @@
+import ClawjailCore
+
+/// Finds a profile by name or path and loads it (parents and groups included).
+public enum ProfileLocator {
+    /// Where installed profiles live, after the repository's own `profiles/`, which
+    /// the runtime puts first when it runs from a checkout.
+    public static let systemSearchPaths = ["/etc/clawjail/profiles", "/usr/local/share/clawjail/profiles"]
+
+    /// `nameOrPath` containing "/" is a file path (relative to the working directory);
+    /// otherwise it is a name, resolved to `<dir>/<name>.toml` in `searchPaths` order.
+    /// `extends` names resolve in the profile's own directory first, then the same path.
+    public static func load(nameOrPath: String, searchPaths: [String]) throws -> SeccompProfile {
+        try load(nameOrPath: nameOrPath, searchPaths: searchPaths, readFile: SystemCall.readText)
+    }
+
+    static func load(nameOrPath: String, searchPaths: [String],
+                     readFile: @escaping ProfileLoader.ReadFile) throws -> SeccompProfile {
+        let loader = ProfileLoader(searchPaths: searchPaths, readFile: readFile)
+        if nameOrPath.contains("/") {
+            guard try readFile(nameOrPath) != nil else {
+                throw ClawjailError(.notFound, "seccomp profile file \(nameOrPath) does not exist")
+            }
+            return try loader.load(path: nameOrPath)
+        }
+        guard ProfileLoader.isValidName(nameOrPath), nameOrPath != "groups" else {
+            throw ClawjailError(.config, "'\(nameOrPath)' is not a profile name",
+                                hint: "use a name such as \"agent\" or \"tool\", or a path to a .toml file")
+        }
+        guard let path = try loader.locate(name: nameOrPath, in: searchPaths) else {
+            throw ClawjailError(.notFound, "no seccomp profile '\(nameOrPath)' in " + searchPaths.joined(separator: ", "),
+                                hint: "shipped profiles: agent, tool, openclaw, nanoclaw")
+        }
+        return try loader.load(path: path)
+    }
+
+    /// Loads a profile from text (tests, `clawjail check`). `path` names it in messages
+    /// and is the directory `extends` and groups.toml are looked up in first.
+    public static func parse(_ text: String, path: String, searchPaths: [String]) throws -> SeccompProfile {
+        let loader = ProfileLoader(searchPaths: searchPaths) { p in
+            p == path ? text : try SystemCall.readText(p)
+        }
+        return try loader.load(path: path)
+    }
+}

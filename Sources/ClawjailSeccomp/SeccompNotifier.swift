@@ -1,0 +1,227 @@
+import ClawjailCore
+import CSeccomp
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A syscall that a profile in log or kill mode handed to the supervisor.
+public struct SeccompViolation: Sendable, CustomStringConvertible {
+    public enum Response: String, Sendable {
+        /// log mode, a call the profile does not name: it went ahead.
+        case continued
+        /// It failed with the profile's errno (log mode, restricted call).
+        case denied
+        /// kill mode: the process got SIGKILL.
+        case killed
+        /// The process was gone before an answer (killed elsewhere, or exited).
+        case gone
+    }
+
+    /// "mount", or "syscall 1234" when libseccomp has no name for it.
+    public let syscall: String
+    public let number: Int32
+    /// In the supervisor's pid namespace.
+    public let pid: Int32
+    /// AUDIT_ARCH_* of the call.
+    public let arch: UInt32
+    public let instructionPointer: UInt64
+    public let args: [UInt64]
+    public let response: Response
+
+    /// One line for the supervisor's stderr: "seccomp: pid 42 called mount(0x0, …) → killed".
+    public var description: String {
+        let a = args.map { "0x" + String($0, radix: 16) }.joined(separator: ", ")
+        return "seccomp: pid \(pid) called \(syscall)(\(a)) -> \(response.rawValue)"
+    }
+}
+
+/// Answers the seccomp notifications of one jail on a dedicated thread.
+///
+/// It owns the listener fd (the runtime gets it from the jail with pidfd_getfd) and
+/// closes it in `stop()`. For each notification it answers first, so the jailed
+/// thread waits as little as possible, then calls `handler` (keep it quick: log a
+/// line, queue an audit event). The loop ends on `stop()` or when no process uses
+/// the filter any more.
+public final class SeccompNotifier: Sendable {
+    private let loop: Loop
+    private let state = Mutex<State>(State())
+
+    private struct State: Sendable {
+        var thread: pthread_t?
+        var stopped = false
+    }
+
+    /// `listener` is the fd from seccomp(..., SECCOMP_FILTER_FLAG_NEW_LISTENER).
+    public init(listener: Int32, policy: SeccompViolationPolicy,
+                handler: @escaping @Sendable (SeccompViolation) -> Void) throws {
+        var sizes = seccomp_notif_sizes()
+        try SystemCall.check("seccomp(SECCOMP_GET_NOTIF_SIZES)") { cj_seccomp_get_notif_sizes(&sizes) }
+        let wake = try SystemCall.check("eventfd") { cj_seccomp_eventfd(0, O_CLOEXEC | O_NONBLOCK) }
+        loop = Loop(listener: listener, wake: wake, policy: policy, handler: handler,
+                    requestSize: max(Int(sizes.seccomp_notif), MemoryLayout<seccomp_notif>.size),
+                    responseSize: max(Int(sizes.seccomp_notif_resp), MemoryLayout<seccomp_notif_resp>.size))
+    }
+
+    deinit { stop() }
+
+    public func start() throws {
+        try state.withLock { s in
+            guard s.thread == nil, !s.stopped else { return }
+            let context = Unmanaged.passRetained(loop).toOpaque()
+            var thread = pthread_t()
+            let r = pthread_create(&thread, nil, { raw in
+                guard let raw else { return nil }
+                let loop = Unmanaged<Loop>.fromOpaque(raw).takeRetainedValue()
+                loop.run()
+                return nil
+            }, context)
+            if r != 0 {
+                Unmanaged<Loop>.fromOpaque(context).release()
+                throw ClawjailError(.seccomp, "starting the seccomp notifier thread: \(SystemCall.errnoText(r))")
+            }
+            s.thread = thread
+        }
+    }
+
+    /// Ends the loop, waits for the thread and closes the listener. Pending calls of
+    /// the jail then fail with ENOSYS (the kernel's answer when nobody listens).
+    public func stop() {
+        let thread: pthread_t? = state.withLock { s in
+            if s.stopped { return nil }
+            s.stopped = true
+            defer { s.thread = nil }
+            return s.thread
+        } ?? nil
+        var one: UInt64 = 1
+        _ = write(loop.wake, &one, 8)
+        if let thread { pthread_join(thread, nil) }
+        loop.closeFDs()
+    }
+
+    /// The loop's state: immutable after init, so it is safe to share with the thread.
+    private final class Loop: Sendable {
+        let listener: Int32
+        let wake: Int32
+        let policy: SeccompViolationPolicy
+        let handler: @Sendable (SeccompViolation) -> Void
+        let requestSize: Int
+        let responseSize: Int
+        private let closed = Mutex(false)
+
+        init(listener: Int32, wake: Int32, policy: SeccompViolationPolicy,
+             handler: @escaping @Sendable (SeccompViolation) -> Void, requestSize: Int, responseSize: Int) {
+            self.listener = listener
+            self.wake = wake
+            self.policy = policy
+            self.handler = handler
+            self.requestSize = requestSize
+            self.responseSize = responseSize
+        }
+
+        func closeFDs() {
+            closed.withLock { c in
+                guard !c else { return }
+                c = true
+                _ = close(listener)
+                _ = close(wake)
+            }
+        }
+
+        func run() {
+            let request = UnsafeMutableRawPointer.allocate(byteCount: requestSize, alignment: 8)
+            let response = UnsafeMutableRawPointer.allocate(byteCount: responseSize, alignment: 8)
+            defer {
+                request.deallocate()
+                response.deallocate()
+            }
+            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+            while true {
+                fds[0].revents = 0
+                fds[1].revents = 0
+                let n = poll(&fds, 2, -1)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                if fds[1].revents != 0 { return }
+                let revents = Int32(fds[0].revents)
+                if revents & Int32(POLLIN) != 0 {
+                    if !receive(request: request, response: response) { return }
+                } else if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 {
+                    return // every process using the filter has exited
+                }
+            }
+        }
+
+        /// One notification; false when the listener is unusable.
+        private func receive(request: UnsafeMutableRawPointer, response: UnsafeMutableRawPointer) -> Bool {
+            // The kernel insists on a zeroed request.
+            request.initializeMemory(as: UInt8.self, repeating: 0, count: requestSize)
+            if cj_seccomp_ioctl_ptr(listener, cj_seccomp_ioctl_notif_recv(), request) < 0 {
+                // ENOENT: the caller died before we read it. EINTR: try again.
+                return errno == ENOENT || errno == EINTR
+            }
+            let notif = request.load(as: seccomp_notif.self)
+            let data = notif.data
+            let args = [data.args.0, data.args.1, data.args.2, data.args.3, data.args.4, data.args.5]
+            let pid = Int32(bitPattern: notif.pid)
+
+            var outcome: SeccompViolation.Response
+            switch policy.mode {
+            case .log where !policy.restricted.contains(data.nr) && data.arch == Self.nativeArch:
+                outcome = respond(response, id: notif.id, errorCode: 0, continueCall: true) ? .continued : .gone
+            case .kill:
+                outcome = killProcess(of: pid, id: notif.id)
+                _ = respond(response, id: notif.id, errorCode: policy.errno == 0 ? EPERM : policy.errno, continueCall: false)
+            default:
+                outcome = respond(response, id: notif.id, errorCode: policy.errno, continueCall: false) ? .denied : .gone
+            }
+
+            let name = SyscallTable.name(of: data.nr, arch: data.arch) ?? "syscall \(data.nr)"
+            handler(SeccompViolation(syscall: name, number: data.nr, pid: pid, arch: data.arch,
+                                     instructionPointer: data.instruction_pointer, args: args, response: outcome))
+            return true
+        }
+
+        private func respond(_ response: UnsafeMutableRawPointer, id: UInt64, errorCode: Int32, continueCall: Bool) -> Bool {
+            response.initializeMemory(as: UInt8.self, repeating: 0, count: responseSize)
+            var r = seccomp_notif_resp()
+            r.id = id
+            r.val = 0
+            r.error = continueCall ? 0 : -errorCode
+            r.flags = continueCall ? cj_seccomp_user_notif_flag_continue() : 0
+            response.storeBytes(of: r, as: seccomp_notif_resp.self)
+            return cj_seccomp_ioctl_ptr(listener, cj_seccomp_ioctl_notif_send(), response) == 0
+        }
+
+        /// SIGKILL through a pidfd, and only after the kernel confirms the notification
+        /// is still pending: then `pid` is still the caller, not a recycled number.
+        private func killProcess(of pid: Int32, id: UInt64) -> SeccompViolation.Response {
+            var pidfd = cj_seccomp_pidfd_open(pid, 0)
+            if pidfd < 0, errno == EINVAL, let tgid = Self.threadGroup(of: pid) {
+                pidfd = cj_seccomp_pidfd_open(tgid, 0) // a thread's tid before Linux 6.9
+            }
+            guard pidfd >= 0 else { return .gone }
+            defer { _ = close(pidfd) }
+            var notificationID = id
+            guard cj_seccomp_ioctl_ptr(listener, cj_seccomp_ioctl_notif_id_valid(), &notificationID) == 0 else {
+                return .gone
+            }
+            return cj_seccomp_pidfd_send_signal(pidfd, SIGKILL) == 0 ? .killed : .gone
+        }
+
+        /// The AUDIT_ARCH value of native calls (SCMP_ARCH_NATIVE itself is only a token, 0).
+        static let nativeArch = seccomp_arch_native()
+
+        static func threadGroup(of tid: Int32) -> Int32? {
+            guard let text = try? SystemCall.readText("/proc/\(tid)/status") else { return nil }
+            for line in text.split(separator: "\n") where line.hasPrefix("Tgid:") {
+                return Int32(line.dropFirst(5).trimmingSpaces)
+            }
+            return nil
+        }
+    }
+}
