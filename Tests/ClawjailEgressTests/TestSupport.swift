@@ -1,0 +1,549 @@
+// Loopback-only test fixtures: a fake DNS server, an HTTP upstream, a raw TCP
+// echo upstream, and a blocking TCP client. Nothing here sends a packet to
+// any address other than 127.0.0.1.
+import ClawjailCore
+import Glibc
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+@testable import ClawjailEgress
+
+let loopback = "127.0.0.1"
+
+/// Thread-safe append-only log.
+final class Recorder<T: Sendable>: Sendable {
+    private let items = Mutex<[T]>([])
+    func append(_ t: T) { items.withLock { $0.append(t) } }
+    var all: [T] { items.withLock { $0 } }
+    var count: Int { items.withLock { $0.count } }
+}
+
+// MARK: - Fake DNS
+
+enum FakeAnswer: Sendable {
+    case records(a: [UInt32], aaaa: [UInt128], ttl: UInt32)
+    case nxdomain
+    case servfail
+    /// UDP answers are truncated (TC, no records); TCP gets `records`.
+    case truncated(a: [UInt32])
+    case silent
+}
+
+/// A tiny authoritative-looking DNS server on 127.0.0.1 (UDP and TCP on the
+/// same port). It records every question it is asked.
+final class FakeDNSServer: Sendable {
+    let queries = Recorder<(name: String, type: UInt16, tcp: Bool)>()
+    let answer: @Sendable (_ name: String, _ type: UInt16, _ sequence: Int) -> FakeAnswer
+    private let counter = Mutex<[String: Int]>([:])
+    private let channels = Mutex<[any Channel]>([])
+    private let boundPort = Mutex<Int>(0)
+
+    var port: Int { boundPort.withLock { $0 } }
+
+    init(answer: @escaping @Sendable (_ name: String, _ type: UInt16, _ sequence: Int) -> FakeAnswer) {
+        self.answer = answer
+    }
+
+    var address: SocketAddress {
+        try! SocketAddress(ipAddress: loopback, port: port)
+    }
+
+    func start(group: any EventLoopGroup) async throws {
+        // UDP and TCP share one port number; another test may hold the TCP
+        // side of a random port, so retry with a fresh one (bounded).
+        var lastError: (any Error)?
+        for _ in 0..<20 {
+            let udp = try await DatagramBootstrap(group: group)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(FakeDNSUDPHandler(server: self)) }
+                }
+                .bind(host: loopback, port: 0).get()
+            let port = udp.localAddress?.port ?? 0
+            do {
+                let tcp = try await ServerBootstrap(group: group)
+                    .childChannelInitializer { ch in
+                        ch.eventLoop.makeCompletedFuture {
+                            try ch.pipeline.syncOperations.addHandler(FakeDNSTCPHandler(server: self))
+                        }
+                    }
+                    .bind(host: loopback, port: port).get()
+                boundPort.withLock { $0 = port }
+                channels.withLock { $0 = [udp, tcp] }
+                return
+            } catch {
+                lastError = error
+                try? await udp.close()
+            }
+        }
+        throw lastError ?? TestClientError.socket(0)
+    }
+
+    func stop() async {
+        for c in channels.withLock({ $0 }) { try? await c.close() }
+    }
+
+    func reply(to bytes: [UInt8], tcp: Bool) -> [UInt8]? {
+        guard let q = try? DNSMessage.decode(bytes), let question = q.questions.first,
+              let name = question.name.lowercased.text else { return nil }
+        queries.append((name, question.type, tcp))
+        let seq = counter.withLock { c -> Int in
+            let key = "\(name)/\(question.type)"
+            defer { c[key, default: 0] += 1 }
+            return c[key, default: 0]
+        }
+        var m = DNSMessage(id: q.id, flags: DNSMessage.qrBit | DNSMessage.aaBit | (q.flags & DNSMessage.rdBit) | DNSMessage.raBit,
+                           questions: [question])
+        switch answer(name, question.type, seq) {
+        case .silent:
+            return nil
+        case .nxdomain:
+            m.flags |= DNSRcode.nxDomain
+        case .servfail:
+            m.flags |= DNSRcode.servFail
+        case .truncated(let a):
+            if tcp {
+                if question.type == DNSType.a { m.answers = a.map { DNSRecord.a(question.name, $0, ttl: 0) } }
+            } else {
+                m.flags |= DNSMessage.tcBit
+            }
+        case .records(let a, let aaaa, let ttl):
+            if question.type == DNSType.a { m.answers = a.map { DNSRecord.a(question.name, $0, ttl: ttl) } }
+            if question.type == DNSType.aaaa { m.answers = aaaa.map { DNSRecord.aaaa(question.name, $0, ttl: ttl) } }
+        }
+        return m.encode()
+    }
+}
+
+private final class FakeDNSUDPHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+    let server: FakeDNSServer
+    init(server: FakeDNSServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let env = unwrapInboundIn(data)
+        guard let out = server.reply(to: Array(env.data.readableBytesView), tcp: false) else { return }
+        context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: env.remoteAddress,
+                                                                data: context.channel.allocator.buffer(bytes: out))),
+                              promise: nil)
+    }
+}
+
+private final class FakeDNSTCPHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let server: FakeDNSServer
+    var buffer: [UInt8] = []
+    init(server: FakeDNSServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        buffer += Array(unwrapInboundIn(data).readableBytesView)
+        while buffer.count >= 2 {
+            let len = Int(buffer[0]) << 8 | Int(buffer[1])
+            guard buffer.count >= 2 + len else { return }
+            let msg = Array(buffer[2..<2 + len])
+            buffer.removeFirst(2 + len)
+            if let out = server.reply(to: msg, tcp: true) {
+                var b = context.channel.allocator.buffer(capacity: out.count + 2)
+                b.writeInteger(UInt16(out.count))
+                b.writeBytes(out)
+                context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            }
+        }
+    }
+}
+
+// MARK: - HTTP upstream
+
+struct ReceivedRequest: Sendable {
+    var head: HTTPRequestHead
+    var body: [UInt8]
+}
+
+/// An HTTP/1.1 origin server on 127.0.0.1 that records what it receives.
+/// Paths: `/redirect` answers 302 to an unlisted host, `/chunked` streams a
+/// chunked body, `/big?n=BYTES` sends n bytes, anything else says hello.
+final class TestHTTPServer: Sendable {
+    let requests = Recorder<ReceivedRequest>()
+    let connections = Recorder<String>()
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    var port: Int { channel.withLock { $0?.localAddress?.port ?? 0 } }
+
+    func start(group: any EventLoopGroup) async throws {
+        let ch = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { ch in
+                self.connections.append(ch.remoteAddress?.description ?? "?")
+                return ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try ch.pipeline.syncOperations.addHandler(TestHTTPHandler(server: self))
+                }
+            }
+            .bind(host: loopback, port: 0).get()
+        channel.withLock { $0 = ch }
+    }
+
+    func stop() async {
+        if let c = channel.withLock({ $0 }) { try? await c.close() }
+    }
+}
+
+private final class TestHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let server: TestHTTPServer
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+    init(server: TestHTTPServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body = []
+        case .body(let b):
+            body += Array(b.readableBytesView)
+        case .end:
+            guard let h = head else { return }
+            server.requests.append(ReceivedRequest(head: h, body: body))
+            respond(context: context, to: h)
+        }
+    }
+
+    func respond(context: ChannelHandlerContext, to h: HTTPRequestHead) {
+        var headers = HTTPHeaders()
+        if h.uri == "/redirect" {
+            headers.add(name: "Location", value: "http://evil.test/")
+            headers.add(name: "Content-Length", value: "0")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .found, headers: headers))),
+                          promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        if h.uri == "/chunked" {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                          promise: nil)
+            for part in ["alpha-", "beta-", "gamma"] {
+                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: part)))), promise: nil)
+            }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        var payload = ByteBuffer(string: "hello from upstream \(h.method) \(h.uri)")
+        if h.uri.hasPrefix("/big?n="), let n = Int(h.uri.dropFirst(7)) {
+            payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: n)
+        }
+        headers.add(name: "Content-Length", value: "\(payload.readableBytes)")
+        headers.add(name: "X-Upstream", value: "yes")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                      promise: nil)
+        if h.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
+
+// MARK: - Raw TCP echo upstream
+
+/// Records the bytes each connection sends and echoes them back, prefixed
+/// once with "ECHO:".
+final class EchoServer: Sendable {
+    let received = Recorder<[UInt8]>()
+    let connections = Recorder<String>()
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    var port: Int { channel.withLock { $0?.localAddress?.port ?? 0 } }
+
+    func start(group: any EventLoopGroup) async throws {
+        let ch = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { ch in
+                self.connections.append(ch.remoteAddress?.description ?? "?")
+                return ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(EchoHandler(server: self))
+                }
+            }
+            .bind(host: loopback, port: 0).get()
+        channel.withLock { $0 = ch }
+    }
+
+    func stop() async {
+        if let c = channel.withLock({ $0 }) { try? await c.close() }
+    }
+}
+
+private final class EchoHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let server: EchoServer
+    var first = true
+    init(server: EchoServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let b = unwrapInboundIn(data)
+        server.received.append(Array(b.readableBytesView))
+        if first {
+            first = false
+            context.write(wrapOutboundOut(ByteBuffer(string: "ECHO:")), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+    }
+}
+
+// MARK: - Blocking client
+
+enum TestClientError: Error { case socket(Int32), connect(Int32) }
+
+/// A plain blocking TCP client with a receive timeout, so tests read exactly
+/// what a real client would.
+final class TestClient {
+    let fd: Int32
+
+    init(port: Int, timeoutSeconds: Int = 5) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestClientError.socket(errno) }
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw TestClientError.connect(e)
+        }
+    }
+
+    deinit { Glibc.close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            off += n
+        }
+    }
+
+    func send(_ s: String) { send(Array(s.utf8)) }
+
+    func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Reads until `done` says so, EOF, or the timeout. Returns all bytes read.
+    func read(until done: ([UInt8]) -> Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while !done(out) {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+
+    func readToEOF() -> [UInt8] { read(until: { _ in false }) }
+
+    /// One HTTP response with a Content-Length (or to EOF without one).
+    func readResponse() -> HTTPTestResponse? {
+        var raw: [UInt8] = []
+        raw = read(until: { $0.firstRange(of: Array("\r\n\r\n".utf8)) != nil })
+        guard let r = raw.firstRange(of: Array("\r\n\r\n".utf8)) else { return nil }
+        let headText = String(decoding: raw[..<r.lowerBound], as: UTF8.self)
+        var body = Array(raw[r.upperBound...])
+        let resp = HTTPTestResponse(headText: headText, body: [])
+        if let len = resp.header("content-length").flatMap({ Int($0) }) {
+            if body.count < len {
+                body += read(until: { body.count + $0.count >= len })
+            }
+            return HTTPTestResponse(headText: headText, body: Array(body.prefix(len)))
+        }
+        if resp.status == 200 && resp.header("transfer-encoding") == "chunked" {
+            body += read(until: { (body + $0).firstRange(of: Array("0\r\n\r\n".utf8)) != nil })
+            return HTTPTestResponse(headText: headText, body: body)
+        }
+        return HTTPTestResponse(headText: headText, body: body)
+    }
+}
+
+struct HTTPTestResponse {
+    let headText: String
+    let body: [UInt8]
+
+    var status: Int {
+        let parts = headText.split(separator: " ", maxSplits: 2)
+        return parts.count >= 2 ? Int(parts[1]) ?? 0 : 0
+    }
+
+    func header(_ name: String) -> String? {
+        for line in headText.split(separator: "\r\n").dropFirst() {
+            guard let c = line.firstIndex(of: ":") else { continue }
+            if line[..<c].lowercased() == name.lowercased() {
+                return String(line[line.index(after: c)...]).trimmingASCIIWhitespace().description
+            }
+        }
+        return nil
+    }
+
+    var bodyText: String { String(decoding: body, as: UTF8.self) }
+}
+
+// MARK: - Proxy harness
+
+/// Treats exactly 127.0.0.1 as public so the local upstreams can be reached;
+/// everything else (::ffff:127.0.0.1 included) keeps the production verdict.
+let testGuard = AddressGuard { $0 == .v4(0x7F00_0001) ? .public : $0.classify() }
+
+/// One proxy with its fake DNS server, audit log and dial log.
+final class Harness {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let dns: FakeDNSServer
+    let audit = Recorder<EgressDecision>()
+    let dials = Recorder<String>()
+    var proxy: EgressProxy?
+    var endpoints = EgressEndpoints()
+
+    init(answer: @escaping @Sendable (String, UInt16, Int) -> FakeAnswer) {
+        dns = FakeDNSServer(answer: answer)
+    }
+
+    /// Starts DNS and the proxy. `configure` may adjust the config.
+    func start(
+        allow: [String], transparent: Bool = false, dnsResponder: Bool = false,
+        configure: (inout EgressConfig) -> Void = { _ in }
+    ) async throws {
+        try await dns.start(group: group)
+        var config = EgressConfig(
+            allowlist: try Allowlist(parsing: allow), resolvers: [dns.address],
+            connectTimeout: .seconds(2), dnsTimeout: .seconds(1), firstRequestTimeout: .seconds(2),
+            addressGuard: testGuard, refuseConnectionsToSelf: false)
+        let dials = self.dials
+        // Records every dial and lets only 127.0.0.1 through, so even a broken
+        // proxy cannot send a packet anywhere else.
+        config.dialFilter = { addr in
+            dials.append(addr.ipAddress ?? "?")
+            return addr.ipAddress == loopback
+        }
+        configure(&config)
+        let audit = self.audit
+        let p = EgressProxy(config: config, agent: "test", audit: { audit.append($0) }, group: group)
+        let local = try SocketAddress(ipAddress: loopback, port: 0)
+        endpoints = try await p.start(
+            proxyListener: .address(local),
+            transparentHTTP: transparent ? .address(local) : nil,
+            transparentTLS: transparent ? .address(local) : nil,
+            dns: dnsResponder ? .address(local) : nil)
+        proxy = p
+    }
+
+    var proxyPort: Int { endpoints.proxy?.port ?? 0 }
+
+    func stop() async {
+        await proxy?.shutdown()
+        await dns.stop()
+        try? await group.shutdownGracefully()
+    }
+
+    func denials() -> [EgressDecision] { audit.all.filter { $0.verdict == .deny } }
+
+    /// Waits (bounded) for the audit log to satisfy `predicate`: allow records
+    /// are written when a connection ends, slightly after the client sees EOF.
+    func waitForAudit(_ predicate: ([EgressDecision]) -> Bool) async -> Bool {
+        for _ in 0..<100 {
+            if predicate(audit.all) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return predicate(audit.all)
+    }
+}
+
+/// A TLS 1.3-style ClientHello record with an optional SNI.
+func makeClientHello(sni: String?, padding: Int = 0) -> [UInt8] {
+    func u16(_ v: Int) -> [UInt8] { [UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+    var body: [UInt8] = [3, 3] + [UInt8](repeating: 0xAB, count: 32)
+    body += [32] + [UInt8](repeating: 0xCD, count: 32)
+    body += u16(4) + [0x13, 0x01, 0x13, 0x02]
+    body += [1, 0]
+    var exts: [UInt8] = []
+    if let sni {
+        let name = Array(sni.utf8)
+        let entry: [UInt8] = [0] + u16(name.count) + name
+        let list = u16(entry.count) + entry
+        exts += u16(0) + u16(list.count) + list
+    }
+    exts += u16(43) + u16(3) + [2, 3, 4]  // supported_versions: TLS 1.3
+    if padding > 0 { exts += u16(21) + u16(padding) + [UInt8](repeating: 0, count: padding) }
+    body += u16(exts.count) + exts
+    let hs: [UInt8] = [1, UInt8(body.count >> 16 & 0xFF), UInt8(body.count >> 8 & 0xFF), UInt8(body.count & 0xFF)] + body
+    return [22, 3, 1] + u16(hs.count) + hs
+}
+
+/// The same handshake message split over several TLS records.
+func splitIntoRecords(_ record: [UInt8], pieces: Int) -> [UInt8] {
+    let hs = Array(record[5...])
+    let size = (hs.count + pieces - 1) / pieces
+    var out: [UInt8] = []
+    var i = 0
+    while i < hs.count {
+        let chunk = hs[i..<min(i + size, hs.count)]
+        out += [22, 3, 1, UInt8(chunk.count >> 8), UInt8(chunk.count & 0xFF)] + chunk
+        i += size
+    }
+    return out
+}
+
+// MARK: - Upgrade upstream
+
+/// Reads one request head, answers `101 Switching Protocols`, then echoes.
+final class UpgradeServer: Sendable {
+    let heads = Recorder<String>()
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    var port: Int { channel.withLock { $0?.localAddress?.port ?? 0 } }
+
+    func start(group: any EventLoopGroup) async throws {
+        let ch = try await ServerBootstrap(group: group)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(UpgradeHandler(server: self))
+                }
+            }
+            .bind(host: loopback, port: 0).get()
+        channel.withLock { $0 = ch }
+    }
+
+    func stop() async {
+        if let c = channel.withLock({ $0 }) { try? await c.close() }
+    }
+}
+
+private final class UpgradeHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let server: UpgradeServer
+    var head: [UInt8] = []
+    var upgraded = false
+    init(server: UpgradeServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let b = unwrapInboundIn(data)
+        if upgraded {
+            context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            return
+        }
+        head += Array(b.readableBytesView)
+        guard let r = head.firstRange(of: Array("\r\n\r\n".utf8)) else { return }
+        server.heads.append(String(decoding: head[..<r.lowerBound], as: UTF8.self))
+        upgraded = true
+        let rest = Array(head[r.upperBound...])
+        context.write(wrapOutboundOut(ByteBuffer(string:
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nHELLO")), promise: nil)
+        if !rest.isEmpty { context.write(wrapOutboundOut(ByteBuffer(bytes: rest)), promise: nil) }
+        context.flush()
+    }
+}

@@ -1,0 +1,313 @@
+import ClawjailCore
+import NIOCore
+import Testing
+@testable import ClawjailEgress
+
+@Suite("DNS wire format")
+struct DNSMessageTests {
+    func name(_ s: String) throws -> DNSName { try #require(DNSName(s)) }
+
+    @Test("queries and responses round trip")
+    func roundTrip() throws {
+        let q = DNSMessage.query(id: 0xBEEF, name: try name("api.example.com"), type: DNSType.aaaa)
+        let decoded = try DNSMessage.decode(q.encode())
+        #expect(decoded == q)
+        #expect(!decoded.isResponse && decoded.opcode == 0)
+
+        var r = DNSMessage(id: 7, flags: DNSMessage.qrBit | DNSMessage.rdBit | DNSMessage.raBit | DNSRcode.nxDomain,
+                           questions: q.questions)
+        r.answers = [
+            .cname(try name("api.example.com"), try name("edge.cdn.example"), ttl: 300),
+            .a(try name("edge.cdn.example"), 0x5DB8_D822, ttl: 60),
+            .aaaa(try name("edge.cdn.example"), 0x2606_2800_0220_0001_0248_1893_25C8_1946, ttl: 60),
+        ]
+        let back = try DNSMessage.decode(r.encode())
+        #expect(back == r)
+        #expect(back.rcode == DNSRcode.nxDomain)
+        #expect(back.answers[0].cnameTarget == (try name("edge.cdn.example")))
+    }
+
+    @Test("addresses follow CNAME chains and ignore unrelated records")
+    func cnameChain() throws {
+        var m = DNSMessage(id: 1, flags: DNSMessage.qrBit)
+        m.answers = [
+            .cname(try name("WWW.example.com"), try name("a.example.net"), ttl: 1),
+            .cname(try name("a.example.net"), try name("b.example.org"), ttl: 1),
+            .a(try name("b.example.org"), 0x0808_0808, ttl: 1),
+            .a(try name("unrelated.example"), 0x0A00_0001, ttl: 1),  // must not be picked up
+        ]
+        #expect(m.addresses(for: try name("www.example.com"), type: DNSType.a) == [.v4(0x0808_0808)])
+        #expect(m.addresses(for: try name("www.example.com"), type: DNSType.aaaa).isEmpty)
+    }
+
+    @Test("compressed names decode")
+    func compression() throws {
+        // Header, question "a.example.com" A IN, answer with name = pointer to 12, A 1.2.3.4.
+        var bytes: [UInt8] = [0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]
+        bytes += [1, 0x61, 7] + Array("example".utf8) + [3] + Array("com".utf8) + [0, 0, 1, 0, 1]
+        bytes += [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 1, 2, 3, 4]
+        let m = try DNSMessage.decode(bytes)
+        #expect(m.answers.first?.name.text == "a.example.com")
+        #expect(m.addresses(for: try name("a.example.com"), type: DNSType.a) == [.v4(0x0102_0304)])
+    }
+
+    @Test("malformed packets are rejected", arguments: [
+        [UInt8](),
+        [0, 1, 0, 0, 0, 1],                                   // short header
+        [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0],                 // question missing
+        [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 5, 0x61, 0, 0, 1, 0, 1],  // label runs past
+        [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1],    // pointer to itself
+        [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 40, 0, 1, 0, 1],    // forward pointer
+        [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 1, 0, 1],     // extended label type
+        [0, 1, 0, 0, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0],                  // absurd count
+        [0, 1, 0x80, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 9, 1],  // rdata past end
+    ])
+    func malformed(bytes: [UInt8]) {
+        #expect(throws: DNSWireError.self) { try DNSMessage.decode(bytes) }
+    }
+
+    @Test("names longer than 255 bytes are rejected")
+    func longNames() {
+        var bytes: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+        for _ in 0..<5 { bytes += [63] + [UInt8](repeating: 0x61, count: 63) }
+        bytes += [0, 0, 1, 0, 1]
+        #expect(throws: DNSWireError.self) { try DNSMessage.decode(bytes) }
+        #expect(DNSName(String(repeating: "a", count: 64) + ".com") == nil)
+    }
+
+    @Test("binary labels never become text")
+    func binaryLabels() {
+        #expect(DNSName(labels: [[0x61, 0x2E, 0x62], [0x63]]).text == nil)
+        #expect(DNSName(labels: [[0x61, 0x00]]).text == nil)
+        #expect(DNSName(labels: [Array("ok".utf8)]).text == "ok")
+    }
+}
+
+@Suite("DNS resolver answers")
+struct DNSResolverCombineTests {
+    let name = DNSName("host.example")!
+
+    func reply(_ rcode: UInt16, a: [UInt32] = [], aaaa: [UInt128] = []) -> Result<DNSMessage, any Error> {
+        var m = DNSMessage(id: 1, flags: DNSMessage.qrBit | rcode)
+        m.answers = a.map { .a(name, $0, ttl: 0) } + aaaa.map { .aaaa(name, $0, ttl: 0) }
+        return .success(m)
+    }
+
+    @Test("combining the A and AAAA outcomes")
+    func combine() throws {
+        let timeout: Result<DNSMessage, any Error> = .failure(DNSResolveError.timeout)
+        #expect(try DNSResolver.combine(name: name, a: reply(0, a: [0x0808_0808]), aaaa: timeout) == [.v4(0x0808_0808)])
+        #expect(try DNSResolver.combine(name: name, a: reply(0, a: [1]), aaaa: reply(0, aaaa: [2])) == [.v4(1), .v6(2)])
+        #expect(throws: DNSResolveError.nxdomain) { try DNSResolver.combine(name: name, a: reply(3), aaaa: reply(3)) }
+        #expect(throws: DNSResolveError.noAddresses) { try DNSResolver.combine(name: name, a: reply(0), aaaa: reply(0)) }
+        #expect(throws: DNSResolveError.timeout) { try DNSResolver.combine(name: name, a: timeout, aaaa: reply(2)) }
+        #expect(throws: DNSResolveError.serverFailure(2)) { try DNSResolver.combine(name: name, a: reply(2), aaaa: reply(5)) }
+    }
+}
+
+@Suite("DNS responder (unit)")
+struct DNSResponderUnitTests {
+    func responder(_ allow: [String]) throws -> DNSResponderHandler {
+        let config = EgressConfig(allowlist: try Allowlist(parsing: allow), resolvers: [])
+        let shared = ProxyShared(
+            agent: "t", allowlist: config.allowlist, dialer: Dialer(config: config, registry: ChannelRegistry()),
+            audit: { _ in }, syntheticRange: config.syntheticRange, firstRequestTimeout: .seconds(1),
+            transparentHTTPPort: 80, transparentTLSPort: 443)
+        return DNSResponderHandler(shared: shared, synthetic: SyntheticAddresses(range: config.syntheticRange, key: 42))
+    }
+
+    @Test("answers, NODATA, NXDOMAIN, and silence for responses")
+    func replies() throws {
+        let r = try responder(["api.example.com"])
+        let q = DNSMessage.query(id: 9, name: try #require(DNSName("API.example.com")), type: DNSType.a)
+        let a = try DNSMessage.decode(try #require(r.respond(to: q.encode())))
+        #expect(a.id == 9 && a.isResponse && a.rcode == DNSRcode.noError)
+        #expect(a.questions == q.questions)  // question echoed as asked
+        #expect(a.answers.count == 1 && a.answers[0].ttl == DNSResponderHandler.answerTTL)
+
+        let denied = DNSMessage.query(id: 10, name: try #require(DNSName("evil.example.com")), type: DNSType.a)
+        #expect(try DNSMessage.decode(try #require(r.respond(to: denied.encode()))).rcode == DNSRcode.nxDomain)
+
+        var resp = q
+        resp.flags |= DNSMessage.qrBit
+        #expect(r.respond(to: resp.encode()) == nil)
+        #expect(r.respond(to: [1, 2, 3]) == nil)
+
+        // Garbage after a valid header gets FORMERR; other opcodes NOTIMP.
+        let formerr = try DNSMessage.decode(try #require(r.respond(to: [0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9])))
+        #expect(formerr.rcode == DNSRcode.formErr && formerr.id == 5)
+        var notify = q
+        notify.flags = 4 << 11
+        #expect(try DNSMessage.decode(try #require(r.respond(to: notify.encode()))).rcode == DNSRcode.notImp)
+    }
+
+    @Test("synthetic addresses are stable, in range, and differ between names")
+    func synthetic() {
+        let s = SyntheticAddresses(range: EgressConfig.defaultSyntheticRange, key: 7)
+        var seen = Set<UInt32>()
+        for i in 0..<200 {
+            let a = s.address(for: "host\(i).example.com")
+            #expect(a == s.address(for: "HOST\(i).example.com"))
+            if let addr = a {
+                #expect(EgressConfig.defaultSyntheticRange.contains(.v4(addr)))
+                #expect(addr != 0xC612_0000 && addr != 0xC613_FFFF)
+                seen.insert(addr)
+            }
+        }
+        #expect(seen.count >= 195)  // a few hash collisions are tolerable
+    }
+
+    @Test("repeated identical DNS decisions are rate limited and counted")
+    func limiter() {
+        var emitted: [EgressDecision] = []
+        let l = DNSAuditLimiter(globalPerSecond: 5) { emitted.append($0) }
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let d = EgressDecision(agent: "a", mode: .dns, verdict: .deny, rule: "not-allowlisted", host: "x.test", port: 53)
+        for i in 0..<10 { l.record(d, now: t0 + .milliseconds(Int64(i))) }
+        #expect(emitted.count == 1)
+        l.flush(now: t0 + .milliseconds(1500))
+        #expect(emitted.count == 2)
+        #expect(emitted.last?.suppressed == 9)
+        #expect(l.trackedNames == 0)
+        // Many distinct names: the global cap holds, the rest is summarised.
+        emitted = []
+        let t1 = t0 + .seconds(10)
+        for i in 0..<50 {
+            var e = d
+            e.host = "n\(i).test"
+            l.record(e, now: t1)
+        }
+        #expect(emitted.count == 5)
+        l.flush(now: t1 + .seconds(2))
+        #expect(emitted.last?.rule == "rate-limited" && emitted.last?.suppressed == 45)
+    }
+}
+
+@Suite("TLS ClientHello")
+struct TLSClientHelloTests {
+    @Test("SNI is found in a complete hello")
+    func complete() {
+        #expect(TLSClientHello.parse(makeClientHello(sni: "api.example.com")) == .serverName("api.example.com"))
+        #expect(TLSClientHello.parse(makeClientHello(sni: nil)) == .noServerName)
+    }
+
+    @Test("every prefix asks for more bytes")
+    func prefixes() {
+        let hello = makeClientHello(sni: "api.example.com", padding: 300)
+        for n in 0..<hello.count {
+            #expect(TLSClientHello.parse(hello.prefix(n)) == .needMore, "prefix \(n)")
+        }
+    }
+
+    @Test("a hello split over several records is reassembled")
+    func multiRecord() {
+        let split = splitIntoRecords(makeClientHello(sni: "split.example.com", padding: 1000), pieces: 4)
+        #expect(TLSClientHello.parse(split) == .serverName("split.example.com"))
+        #expect(TLSClientHello.parse(split.prefix(split.count - 1)) == .needMore)
+    }
+
+    @Test("non-TLS and malformed input is invalid", arguments: [
+        Array("GET / HTTP/1.1\r\n\r\n".utf8),
+        [22, 3, 1, 0, 4, 2, 0, 0, 0],       // ServerHello, not ClientHello
+        [23, 3, 3, 0, 1, 0],                 // application data
+        [22, 3, 1, 0, 0],                    // empty record
+        [22, 3, 1, 0, 6, 1, 0, 0, 2, 3, 3],  // body too short for its fields
+    ])
+    func invalid(bytes: [UInt8]) {
+        #expect(TLSClientHello.parse(bytes) == .invalid)
+    }
+
+    @Test("a duplicated SNI extension is refused")
+    func duplicateSNI() {
+        var hello = makeClientHello(sni: "a.example.com")
+        // Re-build with the server_name extension twice.
+        let ext: [UInt8] = [0, 0, 0, 18, 0, 16, 0, 0, 13] + Array("b.example.com".utf8)
+        let body = Array(hello[9...])
+        let extStart = 2 + 32 + 1 + 32 + 2 + 4 + 2
+        let oldLen = Int(body[extStart]) << 8 | Int(body[extStart + 1])
+        let newExts = Array(body[(extStart + 2)...]) + ext
+        let newBody = Array(body[..<extStart]) + [UInt8((oldLen + ext.count) >> 8), UInt8((oldLen + ext.count) & 0xFF)] + newExts
+        let hs: [UInt8] = [1, 0, UInt8(newBody.count >> 8), UInt8(newBody.count & 0xFF)] + newBody
+        hello = [22, 3, 1, UInt8(hs.count >> 8), UInt8(hs.count & 0xFF)] + hs
+        #expect(TLSClientHello.parse(hello) == .invalid)
+    }
+}
+
+@Suite("Request targets and config parsing")
+struct RequestTargetTests {
+    @Test("authority forms")
+    func authority() {
+        #expect(RequestTarget.authority("Example.COM:8080", defaultPort: nil) == .success(NamedTarget(host: "example.com", port: 8080)))
+        #expect(RequestTarget.authority("example.com", defaultPort: 80) == .success(NamedTarget(host: "example.com", port: 80)))
+        #expect(RequestTarget.authority("example.com.:443", defaultPort: nil) == .success(NamedTarget(host: "example.com", port: 443)))
+        #expect(RequestTarget.authority("example.com", defaultPort: nil) == .failure(.badRequest))
+        #expect(RequestTarget.authority("example.com:0", defaultPort: nil) == .failure(.badRequest))
+        #expect(RequestTarget.authority("example.com:99999", defaultPort: nil) == .failure(.badRequest))
+        #expect(RequestTarget.authority("example.com:8o", defaultPort: nil) == .failure(.badRequest))
+        #expect(RequestTarget.authority("user@example.com", defaultPort: 80) == .failure(.badRequest))
+        #expect(RequestTarget.authority("[::1]:80", defaultPort: nil) == .failure(.ipLiteral))
+        #expect(RequestTarget.authority("[::ffff:169.254.169.254]:80", defaultPort: nil) == .failure(.metadataAddress))
+        #expect(RequestTarget.authority("::1", defaultPort: 80) == .failure(.ipLiteral))
+        #expect(RequestTarget.authority("127.1:80", defaultPort: nil) == .failure(.ipLiteral))
+        #expect(RequestTarget.authority("%31%32%37.0.0.1:80", defaultPort: nil) == .failure(.ipLiteral))
+    }
+
+    @Test("absolute forms")
+    func absolute() throws {
+        let (t, path) = try RequestTarget.absolute("HTTP://Example.com:8080/a/b?c=d#frag").get()
+        #expect(t == NamedTarget(host: "example.com", port: 8080))
+        #expect(path == "/a/b?c=d")
+        #expect(try RequestTarget.absolute("http://example.com").get().1 == "/")
+        #expect(try RequestTarget.absolute("http://example.com?x").get().1 == "/?x")
+        #expect(RequestTarget.absolute("https://example.com/").map { $0.0 } == .failure(.badRequest))
+        #expect(RequestTarget.absolute("/relative").map { $0.0 } == .failure(.badRequest))
+        #expect(RequestTarget.absolute("http://allowed.example@evil.example/").map { $0.0 } == .failure(.badRequest))
+    }
+
+    @Test("resolv.conf and --resolver")
+    func resolvers() {
+        let conf = """
+        # comment
+        search example.com
+        nameserver 127.0.0.53
+        nameserver 2001:4860:4860::8888
+        nameserver fe80::1%eth0
+        nameserver not-an-ip
+        options edns0
+        """
+        let r = EgressConfig.resolvers(fromResolvConf: conf)
+        #expect(r.map { $0.ipAddress ?? "" } == ["127.0.0.53", "2001:4860:4860::8888"])
+        #expect(r.allSatisfy { $0.port == 53 })
+        #expect(EgressConfig.parseResolver("9.9.9.9")?.port == 53)
+        #expect(EgressConfig.parseResolver("127.0.0.1:5353")?.port == 5353)
+        #expect(EgressConfig.parseResolver("[::1]:5353")?.port == 5353)
+        #expect(EgressConfig.parseResolver("::1")?.ipAddress == "::1")
+        #expect(EgressConfig.parseResolver("dns.example.com") == nil)
+        #expect(EgressConfig.parseResolver("1.2.3.4:0") == nil)
+        #expect(EgressConfig.parseResolver("[::1]:x") == nil)
+    }
+
+    @Test("deny responses name the rule and never an address")
+    func denyResponse() {
+        let buf = DenyResponse.buffer(.metadataAddress, host: "meta.example.com", port: 80, allocator: ByteBufferAllocator())
+        let text = String(buffer: buf)
+        #expect(text.hasPrefix("HTTP/1.1 403 Forbidden\r\n"))
+        #expect(text.contains("\r\nX-Clawjail-Deny: metadata-address\r\n"))
+        #expect(text.hasSuffix("clawjail egress: denied (metadata-address): meta.example.com is a cloud metadata endpoint, which is always refused\n"))
+        #expect(DenyResponse.status(for: .hostMismatch).code == 400)
+        #expect(DenyResponse.status(for: .tooManyConnections).code == 503)
+        #expect(DenyResponse.status(for: .dnsFailure).code == 502)
+        for rule in DenyRule.allCases {
+            let t = String(buffer: DenyResponse.buffer(rule, host: "h.example", port: 1, limit: 3, allocator: ByteBufferAllocator()))
+            #expect(t.contains("X-Clawjail-Deny: \(rule.rawValue)\r\n"))
+            #expect(t.contains("denied (\(rule.rawValue))"))
+        }
+    }
+
+    @Test("audit hosts are sanitised")
+    func sanitised() {
+        let d = EgressDecision(agent: "a", mode: .http, verdict: .deny, rule: "x", host: "evil\u{1b}[31m\nhost", port: 1)
+        #expect(d.host == "evil?[31m?host")
+        #expect(EgressDecision(agent: "a", mode: .http, verdict: .deny, rule: "x", host: String(repeating: "a", count: 999), port: 1).host.count == 255)
+    }
+}
