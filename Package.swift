@@ -44,7 +44,8 @@ let package = Package(
                                                        .product(name: "NIOPosix", package: "swift-nio"),
                                                        .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
         .target(name: "ClawjailRuntime", dependencies: ["ClawjailCore", "ClawjailSystem", "ClawjailCgroup", "ClawjailSeccomp",
-                                                        "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild"],
+                                                        "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild",
+                                                        .product(name: "Crypto", package: "swift-crypto")],
                 // The jail's /etc skeleton lives in rootfs/etc; compiled in, so the
                 // static binary needs no data files next to it.
                 resources: [.embedInCode("skeleton")],

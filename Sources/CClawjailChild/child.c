@@ -320,14 +320,6 @@ static _Noreturn void command_main(const struct cj_plan *p, int report_fd) {
     reset_signals();
     if (setsid() < 0) fail(report_fd, CJ_STAGE_SETSID, -1);
     if (chdir(p->cwd) < 0) fail(report_fd, CJ_STAGE_CHDIR_CWD, -1);
-    for (int i = 0; i < 3; i++) {
-        if (p->stdio[i] < 0) continue;
-        if (p->stdio[i] == i) {
-            if (fcntl(i, F_SETFD, 0) < 0) fail(report_fd, CJ_STAGE_STDIO, -1);
-        } else if (dup2(p->stdio[i], i) < 0) {
-            fail(report_fd, CJ_STAGE_STDIO, -1);
-        }
-    }
     /* Only 0-2 survive execve: the report pipe is CLOEXEC, everything else closes now
      * (that includes the seccomp listener, which must never reach the command). */
     int keep[1] = {report_fd};
@@ -458,6 +450,17 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     }
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) fail(report_fd, CJ_STAGE_SIGNALS, -1);
 
+    /* Install the command's stdio in init itself (the command inherits it through
+     * fork); then only 0-2 and the report pipe (and, below, the seccomp listener) stay
+     * open in init. */
+    for (int i = 0; i < 3; i++) {
+        if (p->stdio[i] < 0) continue;
+        if (p->stdio[i] == i) {
+            if (fcntl(i, F_SETFD, 0) < 0) fail(report_fd, CJ_STAGE_STDIO, -1);
+        } else if (dup2(p->stdio[i], i) < 0) {
+            fail(report_fd, CJ_STAGE_STDIO, -1);
+        }
+    }
     /* Only the report pipe (and, below, the seccomp listener) stays open in init. */
     int keep[1] = {report_fd};
     close_all_but(keep, 1);

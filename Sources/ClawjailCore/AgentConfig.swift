@@ -79,6 +79,8 @@ public struct AgentConfig: Sendable {
     public var protect: [String] = []
     public var limits = Limits()
     public var seccompProfile: String?
+    /// Overrides the profile's own on_violation: "errno", "log" or "kill".
+    public var seccompOnViolation: String?
     public var network = Network()
     public var ingress: [Ingress] = []
     public var tools = Tools()
@@ -174,6 +176,9 @@ struct ConfigDecoder {
                     diagnostics.error(loc, "'command' is empty", hint: "write e.g. command = [\"/usr/bin/node\", \"gateway.js\"]")
                 } else if items[0].0.isEmpty {
                     diagnostics.error(items[0].1, "'command' starts with an empty program name")
+                } else if let (_, nulAt) = items.first(where: { $0.0.utf8.contains(0) }) {
+                    // execve would silently cut the argument at the NUL.
+                    diagnostics.error(nulAt, "'command' contains a NUL byte")
                 } else {
                     c.command = items.map(\.0)
                 }
@@ -235,14 +240,23 @@ struct ConfigDecoder {
             }
         }
         if isAgent, let t = top.table("credentials") {
-            c.credentials = decodeBind(t, context: "[credentials]", defaultPath: "/run/credentials", writableDefault: false, allowMode: false)
+            // Read-only inside, but the supervisor chowns and chmods it on the host, so
+            // it gets the writable checks (no /etc, no /home).
+            c.credentials = decodeBind(t, context: "[credentials]", defaultPath: "/run/credentials", writableDefault: false, allowMode: false,
+                                       ownedByAgent: true)
         }
         if let t = top.table("protect") { c.protect = decodeProtect(t) }
-        if let t = top.table("limits") { c.limits = decodeLimits(t, context: "[limits]", allowZeroWallTime: true) }
+        if let t = top.table("limits") { c.limits = decodeLimits(t, context: "[limits]", allowZeroWallTime: isAgent) }
         if let t = top.table("seccomp") {
             var r = TableReader(t, context: "[seccomp]", diagnostics: diagnostics)
             if let (p, loc) = r.string("profile") {
                 if p.isEmpty { diagnostics.error(loc, "seccomp.profile is empty") } else { c.seccompProfile = p }
+            }
+            if let (v, loc) = r.string("on_violation") {
+                if ["errno", "log", "kill"].contains(v) { c.seccompOnViolation = v } else {
+                    diagnostics.error(loc, "seccomp.on_violation '\(v)' must be \"errno\", \"log\" or \"kill\"",
+                                      hint: "errno denies silently (as Docker does), log lets the call through and reports it, kill kills the process and reports it")
+                }
             }
             r.finish()
         }
@@ -314,7 +328,7 @@ struct ConfigDecoder {
     }
 
     private func decodeBind(_ t: TOMLTable, context: String, defaultPath: String?, writableDefault: Bool,
-                            allowMode: Bool) -> AgentConfig.Bind? {
+                            allowMode: Bool, ownedByAgent: Bool = false) -> AgentConfig.Bind? {
         var r = TableReader(t, context: context, diagnostics: diagnostics)
         let host = r.string("host")
         let path = r.string("path")
@@ -328,7 +342,8 @@ struct ConfigDecoder {
         }
         r.finish()
         guard let (h, hloc) = host else {
-            diagnostics.error(t.location, "\(context) needs 'host', the directory on the host")
+            // A present but bad value has been reported already.
+            if t["host"] == nil { diagnostics.error(t.location, "\(context) needs 'host', the directory on the host") }
             return nil
         }
         guard let hostPath = Paths.resolveHost(h, relativeTo: configDirectory) else {
@@ -336,9 +351,9 @@ struct ConfigDecoder {
                               hint: "write the real absolute path; '..' is refused so that a path cannot climb out of its parent")
             return nil
         }
-        if let problem = Paths.hostProblem(hostPath, writable: writable, stateDirectory: stateDirectory) {
+        if let problem = Paths.hostProblem(hostPath, writable: writable || ownedByAgent, stateDirectory: stateDirectory) {
             diagnostics.error(hloc, "\(context) host: \(problem)",
-                              hint: writable ? "give the agent its own directory, e.g. /srv/clawjail/NAME/workspace" : "mount a narrower directory")
+                              hint: writable || ownedByAgent ? "give the agent its own directory, e.g. /srv/clawjail/NAME/workspace" : "mount a narrower directory")
             return nil
         }
         let target: String
@@ -346,6 +361,8 @@ struct ConfigDecoder {
         if let (p, loc) = path {
             target = p
             tloc = loc
+        } else if t["path"] != nil {
+            return nil      // a bad value, reported already
         } else if let d = defaultPath {
             target = d
             tloc = t.location
@@ -510,7 +527,7 @@ struct ConfigDecoder {
         let group = r.integer("socket_group")
         r.finish()
         guard let (p, ploc) = port else {
-            diagnostics.error(t.location, "\(context) needs 'port', the port the agent's server listens on inside the jail")
+            if t["port"] == nil { diagnostics.error(t.location, "\(context) needs 'port', the port the agent's server listens on inside the jail") }
             return nil
         }
         guard (1...65535).contains(p) else {
@@ -518,7 +535,7 @@ struct ConfigDecoder {
             return nil
         }
         guard let (s, sloc) = socket else {
-            diagnostics.error(t.location, "\(context) needs 'socket', the Unix socket path on the host")
+            if t["socket"] == nil { diagnostics.error(t.location, "\(context) needs 'socket', the Unix socket path on the host") }
             return nil
         }
         guard let sock = Paths.resolveHost(s, relativeTo: configDirectory), sock != "/" else {
@@ -531,7 +548,9 @@ struct ConfigDecoder {
         }
         var modeBits: UInt32 = 0o600
         if let (m, mloc) = mode {
-            guard m.count >= 3, m.count <= 4, let v = UInt32(m, radix: 8), v <= 0o777 else {
+            // Digits only: UInt32(_:radix:) would also take a sign ("+660").
+            guard m.count >= 3, m.count <= 4, m.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x37 }),
+                  let v = UInt32(m, radix: 8), v <= 0o777 else {
                 diagnostics.error(mloc, "socket_mode '\(m)' must be octal permissions such as \"0660\"")
                 return nil
             }
@@ -556,7 +575,9 @@ struct ConfigDecoder {
     private mutating func decodeTools(_ t: TOMLTable) -> AgentConfig.Tools {
         var r = TableReader(t, context: "[tools]", diagnostics: diagnostics)
         var tools = AgentConfig.Tools()
-        if let (p, _) = r.string("profile") { tools.profile = p }
+        if let (p, loc) = r.string("profile") {
+            if p.isEmpty { diagnostics.error(loc, "tools.profile is empty") } else { tools.profile = p }
+        }
         if let (n, loc) = r.string("network") {
             if let m = AgentConfig.NetworkMode(rawValue: n) { tools.network = m } else {
                 diagnostics.error(loc, "tools.network '\(n)' must be \"none\" or \"egress\"")
@@ -621,9 +642,15 @@ struct ConfigDecoder {
            !c.mounts.contains(where: { Paths.isWithin(cwd, $0.path) }) {
             diagnostics.warn(nil, "cwd \(cwd) is not inside the workspace or a mount; it must exist in the read-only base")
         }
-        for ing in c.ingress where c.ingress.filter({ $0.port == ing.port }).count > 1 {
-            diagnostics.error(ing.location, "port \(ing.port) has more than one [[ingress]]")
-            break
+        // Reported at the repeat, like mount targets, so the position points at what to remove.
+        var ports: [UInt16: SourceLocation?] = [:]
+        for ing in c.ingress {
+            if let first = ports[ing.port] {
+                let at = first.map { " (first used at \($0))" } ?? ""
+                diagnostics.error(ing.location, "port \(ing.port) has more than one [[ingress]]\(at)")
+            } else {
+                ports[ing.port] = ing.location
+            }
         }
     }
 }

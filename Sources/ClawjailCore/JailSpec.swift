@@ -50,6 +50,8 @@ public struct JailSpec: Sendable, Hashable {
     public var mounts: [MountSpec]
     public var limits: Limits
     public var seccompProfile: String
+    /// nil: the profile's own on_violation.
+    public var seccompOnViolation: String? = nil
     public var network: Network
     public var protect: [String]
 
@@ -112,11 +114,13 @@ extension JailSpec {
         let cwd = c.cwd ?? c.workspace?.path ?? "/"
         let user = c.user ?? Defaults.toolUser
         let home = c.workspace?.path ?? "/tmp"
-        return JailSpec(kind: .agent, agent: name, name: name, argv: c.command, cwd: cwd,
+        var spec = JailSpec(kind: .agent, agent: name, name: name, argv: c.command, cwd: cwd,
                         environment: buildEnvironment(config: c.env, pass: c.envPass, host: hostEnvironment,
                                                       home: home, network: network.mode),
                         hostname: c.hostname ?? name, user: user, rootfs: c.rootfs, mounts: mounts, limits: limits,
                         seccompProfile: c.seccompProfile ?? Defaults.agentProfile, network: network, protect: c.protect)
+        spec.seccompOnViolation = c.seccompOnViolation
+        return spec
     }
 
     static func protectMounts(_ protect: [String], workspace: String) -> [MountSpec] {
@@ -203,7 +207,11 @@ extension JailSpec {
             workspaceTarget = aw.path
             mounts.append(MountSpec(role: .workspace, host: aw.host, target: aw.path, writable: true, isDirectoryHint: true))
         }
-        if let a = agentConfig, workspaceTarget != nil { protect = a.protect }
+        if workspaceTarget != nil {
+            // tool.toml's [protect] counts too: an accepted key must not be a no-op.
+            protect = agentConfig?.protect ?? []
+            for p in toolConfig?.protect ?? [] where !protect.contains(p) { protect.append(p) }
+        }
 
         for m in toolConfig?.mounts ?? [] {
             mounts.append(MountSpec(role: .mount, host: m.host, target: m.path, writable: m.writable, isDirectoryHint: false))
@@ -231,6 +239,12 @@ extension JailSpec {
         for m in mounts where !seen.insert(m.target).inserted {
             bad("two mounts want the same path \(m.target)")
         }
+        // Tool runs never get credentials, not even through a mount that contains them.
+        if let cr = agentConfig?.credentials {
+            for m in mounts where Paths.isWithin(cr.host, m.host) || Paths.isWithin(m.host, cr.host) {
+                bad("\(m.host) overlaps the agent's credentials directory \(cr.host)", hint: "tool runs never get credentials")
+            }
+        }
         if let wt = workspaceTarget { mounts += protectMounts(protect, workspace: wt) }
 
         let agentTools = agentConfig?.tools
@@ -241,6 +255,11 @@ extension JailSpec {
         if let v = o.pids { limits.pids = v }
         if let v = o.cpu { limits.cpu = v }
         if let v = o.timeoutMs { limits.wallTimeMs = v }
+        // The same rules as in tool.toml; 0 would mean "no limit" further down.
+        if o.timeoutMs == 0 { bad("--timeout must be greater than zero", hint: "a tool run always has a time limit") }
+        if o.memory == 0 { bad("--memory must be greater than zero") }
+        if o.pids == 0 { bad("--pids must be greater than zero") }
+        if let c = o.cpu, !(c > 0 && c <= 1024) { bad("--cpu \(c) must be a number of cores greater than 0 (e.g. 0.5 or 2)") }
 
         var mode = agentTools?.network ?? .none
         var allow = agentTools?.allow ?? agentConfig?.network.allow ?? []
@@ -279,11 +298,13 @@ extension JailSpec {
                                            home: workspaceTarget ?? "/tmp", network: mode)
         let profile = o.profile ?? toolConfig?.seccompProfile ?? agentTools?.profile ?? Defaults.toolProfile
         let user = o.user ?? toolConfig?.user ?? agentConfig?.user ?? Defaults.toolUser
-        return JailSpec(kind: .tool, agent: agentConfig?.name, name: name, argv: o.argv, cwd: cwd,
+        var spec = JailSpec(kind: .tool, agent: agentConfig?.name, name: name, argv: o.argv, cwd: cwd,
                         environment: environment, hostname: toolConfig?.hostname ?? agentConfig?.hostname ?? "tool",
                         user: user, rootfs: toolConfig?.rootfs ?? agentConfig?.rootfs ?? .host, mounts: mounts,
                         limits: limits, seccompProfile: profile,
                         network: Network(mode: mode, allow: allow, resolvers: resolvers, ingress: []), protect: protect)
+        spec.seccompOnViolation = toolConfig?.seccompOnViolation
+        return spec
     }
 }
 

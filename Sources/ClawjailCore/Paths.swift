@@ -95,6 +95,11 @@ public enum Paths {
         for t in neverMounted where isWithin(host, t) {
             return "'\(host)' is inside \(t), which is never mounted into a jail"
         }
+        // A parent brings the tree along: a read-only /run would expose /run/clawjail's
+        // sockets (connect works on a read-only mount).
+        for t in neverMounted where isWithin(t, host) {
+            return "'\(host)' contains \(t), which is never mounted into a jail"
+        }
         if writable {
             for t in systemTrees where isWithin(host, t) {
                 return "'\(host)' is inside the system tree \(t); a writable mount is chowned to the agent's uid"

@@ -67,6 +67,9 @@ public enum Units {
                 throw .malformed("'\(text)' is not a duration; write e.g. 500ms, 30s, 10m, 1h30m")
             }
             rest = rest.dropFirst(digits.count)
+            if rest.hasPrefix(".") {
+                throw .malformed("'\(text)' has a fraction; write a sum of whole units (e.g. 1h30m)")
+            }
             let unit = rest.prefix(while: { $0.isLetter })
             rest = rest.dropFirst(unit.count)
             let factor: UInt64

@@ -47,10 +47,17 @@ enum HostPrep {
     /// when the top directory is not yet owned by that uid, so it costs a full tree
     /// walk once and one fstat afterwards. It never follows symlinks and never leaves
     /// the filesystem of the top directory.
-    static func giveTree(_ fd: FD, path: String, uid: UInt32, gid: UInt32) throws(ClawjailError) {
+    static func giveTree(_ fd: FD, path: String, uid: UInt32, gid: UInt32, onlyFromRoot: Bool) throws(ClawjailError) {
         let top: Stat
         do { top = try FileSystem.stat(fd) } catch { throw ClawjailError(.setup, "cannot stat \(path)", cause: error) }
         if top.uid == uid && top.gid == gid { return }
+        // An anonymous tool run takes over root's scratch directories only: a directory
+        // of an agent or of a person is not its to chown.
+        if onlyFromRoot && top.uid != 0 {
+            let owner = top.uid >= IdRanges.base ? "a clawjail agent (uid \(top.uid))" : "uid \(top.uid)"
+            throw ClawjailError(.permission, "\(path) belongs to \(owner); an anonymous tool run only takes over directories owned by root",
+                                hint: top.uid >= IdRanges.base ? "run the tool for that agent: clawjail exec --agent NAME ..." : "pass a scratch directory owned by root, or chown this one to root first")
+        }
         do {
             let dir = try FileSystem.open(fd.procPath, O_RDONLY | O_DIRECTORY)
             defer { dir.close() }
@@ -173,7 +180,7 @@ enum HostPrep {
     /// outside it), creating it when missing: an empty file, or a directory for a
     /// trailing "/" entry. Created entries belong to root, so the host operator owns them.
     static func openProtected(_ relative: String, isDirectory: Bool, workspace: FD,
-                              workspaceHost: String) throws(ClawjailError) -> FD {
+                              workspaceHost: String, owner: UInt32, pin: Bool = false) throws(ClawjailError) -> FD {
         let resolve = FileSystem.resolveBeneath | FileSystem.resolveNoSymlinks
         do {
             return try FileSystem.openat2(relative, O_PATH, resolve: resolve, at: workspace)
@@ -186,7 +193,13 @@ enum HostPrep {
                 let parent = Paths.dirname(relative)
                 if parent != "." {
                     for part in parent.split(separator: "/").map(String.init) {
-                        do { try FileSystem.mkdir(part, mode: 0o755, at: current) } catch where error == .EEXIST {}
+                        if mkdirat(current.rawValue, part, 0o755) == 0 {
+                            // A directory on the way belongs to the agent like the rest
+                            // of its workspace; only the protected entry is root's.
+                            try FileSystem.chown(part, at: current, uid: owner, gid: owner)
+                        } else if Errno.current != .EEXIST {
+                            throw Errno.current
+                        }
                         let next = try FileSystem.openat2(part, O_PATH | O_DIRECTORY, resolve: resolve, at: current)
                         current.close()
                         current = next
@@ -195,6 +208,8 @@ enum HostPrep {
                 let name = Paths.basename(relative)
                 if isDirectory {
                     try FileSystem.mkdir(name, mode: 0o755, at: current)
+                    // A pinned ancestor is an ordinary workspace directory: the agent's.
+                    if pin { try FileSystem.chown(name, at: current, uid: owner, gid: owner) }
                 } else {
                     let f = try FileSystem.open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644, at: current)
                     f.close()

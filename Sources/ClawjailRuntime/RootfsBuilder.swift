@@ -221,7 +221,8 @@ struct RootfsBuilder {
                 let fd = try HostPrep.openDirectoryOrFile(m.host, create: create, what: m.role == .workspace ? "workspace" : "mount")
                 openFDs.append(fd)
                 if m.writable {
-                    try HostPrep.giveTree(fd, path: m.host, uid: outsideUid, gid: outsideUid)
+                    try HostPrep.giveTree(fd, path: m.host, uid: outsideUid, gid: outsideUid,
+                                          onlyFromRoot: spec.kind == .tool && spec.agent == nil)
                 }
                 let isFile = (try? FileSystem.stat(fd))?.isDirectory == false
                 var attrs: Mount.Attributes = [.noSuid, .noDev]
@@ -248,14 +249,16 @@ struct RootfsBuilder {
                 let parts = m.host.split(separator: "/").map(String.init)
                 for part in parts.dropLast() {
                     prefix += (prefix.isEmpty ? "" : "/") + part
-                    let pin = try HostPrep.openProtected(prefix, isDirectory: true, workspace: ws, workspaceHost: workspaceHost)
+                    let pin = try HostPrep.openProtected(prefix, isDirectory: true, workspace: ws, workspaceHost: workspaceHost,
+                                                         owner: outsideUid, pin: true)
                     openFDs.append(pin)
                     let tree = try clone(pin, [.noSuid, .noDev], path: workspaceHost + "/" + prefix)
                     let pinTarget = (spec.workspace?.target ?? "") + "/" + prefix
                     attaches.append((depth(pinTarget), order, ChildOp(.attach(fd: tree, isFile: false), pinTarget,
                                                                        label: "pin \(pinTarget)")))
                 }
-                let fd = try HostPrep.openProtected(m.host, isDirectory: m.isDirectoryHint, workspace: ws, workspaceHost: workspaceHost)
+                let fd = try HostPrep.openProtected(m.host, isDirectory: m.isDirectoryHint, workspace: ws, workspaceHost: workspaceHost,
+                                                    owner: outsideUid)
                 openFDs.append(fd)
                 let isFile = (try? FileSystem.stat(fd))?.isDirectory == false
                 let tree = try clone(fd, [.readOnly, .noSuid, .noDev], path: workspaceHost + "/" + m.host)

@@ -4,6 +4,7 @@ import Glibc
 import CClawjailChild
 import ClawjailCgroup
 import ClawjailCore
+import ClawjailSeccomp
 import ClawjailSystem
 
 /// Uid ranges: slot N owns outside ids base + N * 65536 ..< base + (N + 1) * 65536.
@@ -70,11 +71,17 @@ extension ToolRun {
             throw ClawjailError(.usage, error.description)
         }
         let cgroups = try Cgroups.detect()
-        let request = LaunchRequest(spec: spec, ids: IdRanges.anonymousTools, layout: r.layout, cgroups: cgroups)
+        let seccomp = try SeccompSetup.choose(spec, layout: r.layout)
+        var request = LaunchRequest(spec: spec, ids: IdRanges.anonymousTools, layout: r.layout, cgroups: cgroups)
+        request.seccompBPF = seccomp.filter.bpf
+        request.seccompFlags = seccomp.flags
         let jail = try Launcher.start(request)
+        let name = spec.name
+        let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in Log.error(SeccompSetup.logLine(v, jail: name)) }
         var options = SuperviseOptions()
         options.graceMs = r.graceMs
         let result = Supervisor.supervise(jail, options: options)
+        notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }
         if !r.quiet {
             Log.info("\(spec.name) \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)")

@@ -19,7 +19,7 @@ struct Clawjail: ParsableCommand {
 
         Run `clawjail help SUBCOMMAND` for the options of each command.
         """,
-        subcommands: [Exec.self, Check.self, GC.self])
+        subcommands: [Run.self, Exec.self, Check.self, GC.self])
 }
 
 /// Options every subcommand that touches state shares.
@@ -46,7 +46,11 @@ func runOrExit(_ body: () throws -> Int32) throws -> Never {
         throw ExitCode(status)
     } catch let e as ClawjailError {
         Log.error(e.description)
-        throw ExitCode(e.code == .usage ? 64 : 125)
+        switch e.code {
+        case .usage: throw ExitCode(64)
+        case .config: throw ExitCode(78)
+        default: throw ExitCode(125)
+        }
     } catch let e as ConfigError {
         Log.error("invalid configuration:\n" + e.description)
         throw ExitCode(78)

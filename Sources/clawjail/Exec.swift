@@ -56,6 +56,9 @@ struct Exec: ParsableCommand {
     @Option(help: ArgumentHelp("CPU limit in cores, e.g. 0.5 or 2 (default 1).", valueName: "CORES"))
     var cpu: Double?
 
+    @Option(help: ArgumentHelp("Seccomp profile: a name from profiles/ (tool, agent, ...) or a path to a .toml (default tool).", valueName: "PROFILE"))
+    var profile: String?
+
     @Option(help: ArgumentHelp("uid inside the jail (default 1000).", valueName: "UID"))
     var user: String?
 
@@ -89,6 +92,7 @@ struct Exec: ParsableCommand {
             if let t = timeout { o.timeoutMs = try parseOption("--timeout", t) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: false) } }
             if let m = memory { o.memory = try parseOption("--memory", m) { v throws(Units.ParseError) in try Units.parseSize(v) } }
             o.pids = pids
+            o.profile = profile
             o.cpu = cpu
             if let u = user {
                 guard let v = Units.parseStrictDecimal(u), v >= 1, v <= 65534 else {

@@ -162,6 +162,16 @@ enum Harness {
 
     static let anonymousToolBase: UInt32 = 0x7000_0000
 
+    /// The jail (cgroup) name of a jailed process, from its v1 pids or v2 cgroup line.
+    static func jailName(of pid: Int32) -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.contains(":pids:") || line.hasPrefix("0::") {
+            let path = line.split(separator: ":", maxSplits: 2).last.map(String.init) ?? ""
+            if let r = path.range(of: "/clawjail/") { return String(path[r.upperBound...]).split(separator: "/").first.map(String.init) }
+        }
+        return nil
+    }
+
     /// Waits (bounded) for a condition.
     @discardableResult
     static func eventually(timeout: TimeInterval = 5, _ condition: () -> Bool) -> Bool {
@@ -183,3 +193,8 @@ struct HarnessError: Error, CustomStringConvertible {
 extension Trait where Self == ConditionTrait {
     static var requiresRoot: Self { .enabled(if: Harness.isRoot, "needs root: starts real jails (namespaces, cgroups, mounts)") }
 }
+
+/// Every privileged test lives in this suite: they start real jails, share the host's
+/// cgroup trees and uid ranges, and check for leftovers, so they run one at a time.
+@Suite("privileged tier", .requiresRoot, .serialized)
+struct Privileged {}

@@ -1,0 +1,265 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ClawjailCgroup
+import ClawjailCore
+import ClawjailSeccomp
+import ClawjailStore
+import ClawjailSystem
+import Crypto
+
+public struct AgentRunRequest {
+    public var configPath: String
+    public var layout: HostLayout
+    public var graceMs: UInt64 = 10_000
+    public init(configPath: String, layout: HostLayout) {
+        self.configPath = configPath
+        self.layout = layout
+    }
+}
+
+/// `clawjail run agent.toml`: one agent in the foreground, until it exits or is stopped.
+public enum AgentRun {
+    public static func run(_ r: AgentRunRequest) throws(ClawjailError) -> Int32 {
+        let config = try CheckReport.loadAgentConfig(r.configPath, layout: r.layout)
+        for w in config.warnings { Log.warning(w.description) }
+        let spec = JailSpec.forAgent(config, hostEnvironment: ProcessInfoLite.environment())
+        let name = spec.name
+
+        // One supervisor per agent, decided by the kernel (the lock dies with us).
+        let lock = try JailRegistry.acquire(name, kind: .agent, layout: r.layout)
+        var lockHandedOver = false
+        defer { if !lockHandedOver { JailRegistry.release(lock, name: name, layout: r.layout) } }
+
+        let store = try StoreAccess.open(r.layout)
+        let range: UidRange
+        do {
+            try store.upsertAgent(name: name, configPath: Paths.normalizeAbsolute(absolutePath(r.configPath)) ?? r.configPath)
+            range = try store.uidRange(forAgent: name)
+        } catch {
+            throw StoreAccess.wrap(error, "allocating the uid range of \(name)")
+        }
+        let ids = IdMap(base: UInt32(range.base), count: UInt32(range.count))
+
+        // A previous supervisor of this agent that was SIGKILLed left its cgroup.
+        let cgroups = try Cgroups.detect()
+        let gc = JailRegistry.collectGarbage(layout: r.layout, cgroups: cgroups, only: name)
+        for n in gc.removedCgroups { Log.info("removed the leftover cgroup of a previous run of \(n)") }
+
+        let seccomp = try SeccompSetup.choose(spec, layout: r.layout)
+        let manifest = Manifest.make(spec: spec, ids: ids, cgroups: cgroups, seccompHash: seccomp.filter.profileHash)
+        let runID: RunID
+        do {
+            runID = try store.beginRun(agent: name, kind: .agent, supervisorPid: getpid(),
+                                       supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
+                                       planHash: manifest.hash, manifestJSON: manifest.json)
+        } catch {
+            throw StoreAccess.wrap(error, "recording the start of \(name)")
+        }
+
+        // The agent's output reaches the terminal and the journal escaped and redacted.
+        let out: (read: FD, write: FD)
+        let err: (read: FD, write: FD)
+        do {
+            out = try pipe()
+            err = try pipe()
+        } catch {
+            throw ClawjailError(.setup, "cannot create the output pipes", cause: error)
+        }
+        var request = LaunchRequest(spec: spec, ids: ids, layout: r.layout, cgroups: cgroups)
+        request.stdio = [0, out.write.rawValue, err.write.rawValue]
+        request.seccompBPF = seccomp.filter.bpf
+        request.seccompFlags = seccomp.flags
+        request.lock = lock
+        lockHandedOver = true
+        let jail: RunningJail
+        do {
+            jail = try Launcher.start(request)
+        } catch {
+            out.write.close()
+            err.write.close()
+            out.read.close()
+            err.read.close()
+            try? store.endRun(id: runID, outcome: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0))
+            throw error
+        }
+        out.write.close()
+        err.write.close()
+        Log.info("agent \(name) started (jail pid \(jail.initProcess.pid), uid \(spec.user) -> \(ids.outside(spec.user)))")
+
+        // Violations (log and kill modes): a line on our stderr and an audit event.
+        let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in
+            Log.error(SeccompSetup.logLine(v, jail: name))
+            _ = try? store.append(AuditEventInput(agent: name, kind: "seccomp.violation", runID: runID, payload: [
+                "syscall": .string(v.syscall), "number": .int(Int64(v.number)), "pid": .int(Int64(v.pid)),
+                "response": .string(v.response.rawValue), "profile": .string(seccomp.profileName),
+            ]))
+        }
+        let filter = OutputFilter(secrets: Secrets.collect(spec: spec))
+        var options = SuperviseOptions()
+        options.graceMs = r.graceMs
+        options.outputs = [OutputRelay(source: out.read, destination: .standardOutput, filter: filter),
+                           OutputRelay(source: err.read, destination: .standardError, filter: filter)]
+        let result = Supervisor.supervise(jail, options: options)
+        notifier?.stop()
+        do { try jail.tearDown() } catch { Log.warning(error.description) }
+        let summary = result.summary(limits: spec.limits)
+        do {
+            try store.endRun(id: runID, outcome: StoreAccess.outcome(result))
+        } catch {
+            Log.warning("could not record the end of the run: \(error)")
+        }
+        Log.info("agent \(name) \(summary)")
+        return result.exitStatus
+    }
+
+    static func absolutePath(_ p: String) -> String {
+        if p.hasPrefix("/") { return p }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buf, buf.count) != nil else { return p }
+        let cwd = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return cwd + "/" + p
+    }
+}
+
+/// Secrets the output filter redacts: the contents of the credentials files, and
+/// environment values whose names say they are secrets.
+enum Secrets {
+    static let secretNames = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL", "AUTH"]
+
+    static func collect(spec: JailSpec) -> [String] {
+        var out: [String] = []
+        for v in spec.environment where secretNames.contains(where: { v.name.uppercased().contains($0) }) {
+            out.append(v.value)
+        }
+        for m in spec.mounts where m.role == .credentials {
+            out += fileSecrets(m.host, depth: 0)
+        }
+        return out.filter { $0.utf8.count >= 8 }
+    }
+
+    private static func fileSecrets(_ dir: String, depth: Int) -> [String] {
+        guard depth < 4, let names = try? FileSystem.listDirectory(dir) else { return [] }
+        var out: [String] = []
+        for n in names {
+            let p = dir + "/" + n
+            guard let st = try? FileSystem.stat(p) else { continue }
+            if st.isDirectory {
+                out += fileSecrets(p, depth: depth + 1)
+            } else if st.isRegular && st.size <= 64 * 1024, let text = try? FileSystem.readText(p, limit: 65536) {
+                // Whole values, and each line (KEY=VALUE files, JSON with one value per line).
+                let trimmed = text.trimmingCharacters(in: " \n\r\t")
+                out.append(trimmed)
+                for line in trimmed.split(separator: "\n") {
+                    let l = line.trimmingCharacters(in: " \r\t")
+                    out.append(l)
+                    if let eq = l.firstIndex(of: "=") { out.append(String(l[l.index(after: eq)...])) }
+                    if let colon = l.firstIndex(of: ":") {
+                        out.append(l[l.index(after: colon)...].trimmingCharacters(in: " \"',"))
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters(in chars: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s.removeFirst() }
+        while let l = s.last, chars.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// The run's effective policy, recorded with it in the store: what could this agent do?
+struct Manifest {
+    var json: String
+    var hash: String
+
+    static func make(spec: JailSpec, ids: IdMap, cgroups: any CgroupManager, seccompHash: String? = nil) -> Manifest {
+        var mounts: [JSONValue] = []
+        for m in spec.mounts {
+            mounts.append(.object(["role": .string(m.role.rawValue), "host": .string(m.host), "target": .string(m.target),
+                                   "mode": .string(m.writable ? "rw" : "ro")]))
+        }
+        let l = spec.limits
+        var limits: [String: JSONValue] = ["memory": .int(Int64(l.memory)), "pids": .int(Int64(l.pids)),
+                                           "tmp": .int(Int64(l.tmp)), "open_files": .int(Int64(l.openFiles)),
+                                           "wall_time_ms": .int(Int64(l.wallTimeMs))]
+        if let c = l.cpu { limits["cpu"] = .double(c) }
+        if let w = l.ioWeight { limits["io_weight"] = .int(Int64(w)) }
+        if let f = l.fileSize { limits["file_size"] = .int(Int64(f)) }
+        var seccomp: [String: JSONValue] = ["profile": .string(spec.seccompProfile)]
+        if let h = seccompHash { seccomp["hash"] = .string(h) }
+        let rootfs: JSONValue
+        switch spec.rootfs {
+        case .host: rootfs = .string("host")
+        case .directory(let p): rootfs = .string(p)
+        }
+        let value: JSONValue = .object([
+            "kind": .string(spec.kind.rawValue),
+            "name": .string(spec.name),
+            "agent": spec.agent.map { .string($0) } ?? .null,
+            "argv": .array(spec.argv.map { .string($0) }),
+            "cwd": .string(spec.cwd),
+            "hostname": .string(spec.hostname),
+            "uid_map": .object(["inside": .int(0), "outside": .int(Int64(ids.base)), "count": .int(Int64(ids.count)),
+                                "user_inside": .int(Int64(spec.user)), "user_outside": .int(Int64(ids.outside(spec.user)))]),
+            "rootfs": rootfs,
+            "mounts": .array(mounts),
+            "limits": .object(limits),
+            "cgroup": .string(cgroups.summary),
+            "seccomp": .object(seccomp),
+            "network": .object(["mode": .string(spec.network.mode.rawValue),
+                                "allow": .array(spec.network.allow.map { .string($0.description) }),
+                                "resolvers": .array(spec.network.resolvers.map { .string($0) }),
+                                "ingress": .array(spec.network.ingress.map { .object(["port": .int(Int64($0.port)), "socket": .string($0.socket)]) })]),
+            // Names only: values may be secrets.
+            "environment": .array(spec.environment.map { .string($0.name) }),
+            "protect": .array(spec.protect.map { .string($0) }),
+        ])
+        let text = (try? value.canonicalText()) ?? "{}"
+        let digest = SHA256.hash(data: Array(text.utf8))
+        let hex = digest.map { b in String(b, radix: 16).count == 1 ? "0" + String(b, radix: 16) : String(b, radix: 16) }.joined()
+        return Manifest(json: text, hash: hex)
+    }
+}
+
+/// The store, opened with clawjail's error conventions.
+enum StoreAccess {
+    static func open(_ layout: HostLayout) throws(ClawjailError) -> Store {
+        do {
+            return try Store.open(directory: layout.stateDirectory)
+        } catch {
+            throw wrap(error, "opening the state database in \(layout.stateDirectory)")
+        }
+    }
+
+    static func wrap(_ error: any Error, _ doing: String) -> ClawjailError {
+        if let e = error as? ClawjailError { return e }
+        if let s = error as? StoreError {
+            if case .alreadyRunning = s.code {
+                return ClawjailError(.conflict, s.description)
+            }
+            return ClawjailError(.state, "state database error while \(doing)", cause: s.description)
+        }
+        return ClawjailError(.state, "state database error while \(doing)", cause: error)
+    }
+
+    static func outcome(_ r: RunResult) -> RunOutcome {
+        let status: RunStatus
+        switch r.end {
+        case .exited(let c): status = .exited(code: c)
+        case .signaled(let s): status = r.stoppedBy.map { RunStatus.killed(by: "operator (\($0))") } ?? .signaled(signal: s)
+        case .oomKilled: status = .oomKilled
+        case .timedOut: status = .timedOut
+        case .setupFailed(let m): status = .setupFailed(message: m)
+        case .execFailed(let m, _): status = .setupFailed(message: m)
+        }
+        return RunOutcome(status: status, exitCode: r.exitStatus, durationMs: Int64(r.durationMs),
+                          peakMemoryBytes: r.stats.memoryPeak.map { Int64(clamping: $0) },
+                          cpuUsec: r.stats.cpuUsageMicros.map { Int64(clamping: $0) })
+    }
+}

@@ -1,0 +1,53 @@
+import ClawjailCore
+import ClawjailSeccomp
+import ClawjailSystem
+
+/// The jail's seccomp filter: the profile named by the spec, compiled once and cached,
+/// and (for log and kill modes) the notifier that reports violations.
+struct SeccompChoice {
+    let filter: CompiledFilter
+    let policy: SeccompViolationPolicy
+    let profileName: String
+
+    /// SECCOMP_FILTER_FLAG_NEW_LISTENER: the jail's init hands the listener to us.
+    var flags: UInt32 { filter.needsNotify ? 8 : 0 }
+}
+
+enum SeccompSetup {
+    static func choose(_ spec: JailSpec, layout: HostLayout) throws(ClawjailError) -> SeccompChoice {
+        do {
+            var profile = try ProfileLocator.load(nameOrPath: spec.seccompProfile, searchPaths: layout.profileSearchPath)
+            if let mode = spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:)) {
+                profile = profile.withViolationMode(mode)
+            }
+            let filter = try SeccompCache(directory: layout.cacheDirectory + "/seccomp").filter(for: profile)
+            return SeccompChoice(filter: filter, policy: profile.violationPolicy, profileName: profile.name)
+        } catch let e as ClawjailError {
+            throw e
+        } catch let e as ConfigError {
+            throw ClawjailError(.config, "invalid seccomp profile:\n" + e.description)
+        } catch {
+            throw ClawjailError(.seccomp, "cannot prepare the seccomp profile \(spec.seccompProfile)", cause: error)
+        }
+    }
+
+    /// Takes the listener out of the jail's init (pidfd_getfd) and starts reporting.
+    static func startNotifier(_ jail: RunningJail, _ choice: SeccompChoice,
+                              report: @escaping @Sendable (SeccompViolation) -> Void) -> SeccompNotifier? {
+        guard let remote = jail.listenerFD else { return nil }
+        do {
+            let fd = try jail.initProcess.getFD(remote)
+            let notifier = try SeccompNotifier(listener: fd.rawValue, policy: choice.policy, handler: report)
+            try notifier.start()
+            return notifier
+        } catch {
+            Log.warning("seccomp violations of \(jail.spec.name) will not be reported: \(error)")
+            return nil
+        }
+    }
+
+    /// The operator-visible line for a violation.
+    static func logLine(_ v: SeccompViolation, jail: String) -> String {
+        "\(jail): \(v.description)"
+    }
+}
