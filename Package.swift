@@ -56,8 +56,12 @@ let package = Package(
 
         .testTarget(name: "ClawjailCoreTests", dependencies: ["ClawjailCore"]),
         .testTarget(name: "ClawjailStoreTests", dependencies: ["ClawjailStore", "ClawjailCore"]),
-        .testTarget(name: "ClawjailEgressTests", dependencies: ["ClawjailEgress", "ClawjailCore"]),
-        .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup", "ClawjailSeccomp"]),
+        .testTarget(name: "ClawjailEgressTests", dependencies: ["ClawjailEgress", "ClawjailCore",
+                                                               .product(name: "NIOCore", package: "swift-nio"),
+                                                               .product(name: "NIOPosix", package: "swift-nio"),
+                                                               .product(name: "NIOHTTP1", package: "swift-nio")]),
+        .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup", "ClawjailSeccomp",
+                                                                "ClawjailNetwork", "ClawjailSystem"]),
         .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup",
                                                                     "ClawjailStore", "ClawjailSystem"]),
     ]

@@ -59,6 +59,10 @@ public protocol CgroupManager: Sendable {
     func open(name: String) -> (any JailCgroup)?
     /// Names of every jail cgroup this manager can see.
     func jailNames() -> [String]
+    /// The emergency stop: kills every process of every jail at once, whatever state
+    /// their supervisors are in. Returns how many processes it signalled (v1) or found
+    /// (v2).
+    func killEverything() throws(ClawjailError) -> Int
 }
 
 public protocol JailCgroup: Sendable {

@@ -92,6 +92,34 @@ public struct V1Manager: CgroupManager {
         return V1Cgroup(name: name, manager: self)
     }
 
+    /// Freezes the common parent (the v1 freezer is hierarchical, so every jail stops
+    /// at once and nothing can fork), kills every listed pid of every jail through
+    /// pidfds, and thaws: the killed processes die as soon as they run again.
+    public func killEverything() throws(ClawjailError) -> Int {
+        let names = jailNames()
+        guard let freezerRoot = mounts["freezer"] else {
+            var count = 0
+            for n in names { if let g = open(name: n) { count += g.processes().count; try? g.killAll() } }
+            return count
+        }
+        let parentDir = "\(freezerRoot)/\(parent)"
+        guard FileSystem.exists(parentDir) else { return 0 }
+        do {
+            try FileSystem.writeControl(parentDir + "/freezer.state", "FROZEN")
+        } catch {
+            throw cgroupError("cannot freeze", parentDir, error)
+        }
+        for _ in 0..<1000 {
+            if ((try? FileSystem.readText(parentDir + "/freezer.state")) ?? "").hasPrefix("FROZEN") { break }
+            pause(microseconds: 500)
+        }
+        var pids: [pid_t] = []
+        for n in names { pids += readPids("\(parentDir)/\(n)/cgroup.procs") }
+        killListed(pids) { _ in true }
+        try? FileSystem.writeControl(parentDir + "/freezer.state", "THAWED")
+        return pids.count
+    }
+
     public func jailNames() -> [String] {
         var names: Set<String> = []
         for (_, root) in hierarchies {

@@ -132,6 +132,26 @@ public struct V2Manager: CgroupManager {
         return try? V2Cgroup.open(name: name, directory: dir, manager: self)
     }
 
+    /// cgroup.kill on the common parent kills the whole subtree in one write (our own
+    /// top-level directory); in the delegated layout each jail but the supervisor's leaf.
+    public func killEverything() throws(ClawjailError) -> Int {
+        var count = 0
+        for n in jailNames() { count += readPids("\(root)/\(n)/cgroup.procs").count }
+        if supervisorLeaf == nil {
+            guard FileSystem.exists(root) else { return 0 }
+            do {
+                try FileSystem.writeControl(root + "/cgroup.kill", "1")
+                return count
+            } catch where error == .ENOENT {
+                // Before Linux 5.14: one jail at a time.
+            } catch {
+                throw cgroupError("cannot kill", root, error)
+            }
+        }
+        for n in jailNames() { try? open(name: n)?.killAll() }
+        return count
+    }
+
     public func jailNames() -> [String] {
         guard let entries = try? FileSystem.listDirectory(root) else { return [] }
         return entries.filter { e in

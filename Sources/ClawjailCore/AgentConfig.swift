@@ -604,6 +604,16 @@ struct ConfigDecoder {
 
     /// Rules that span several keys.
     private func crossCheck(_ c: inout AgentConfig) {
+        // An agent that can write its own config could loosen its policy for the next
+        // start: the config may not live in anything the jail can write.
+        if let configPath = Paths.normalizeAbsolute(c.file) {
+            var writable: [AgentConfig.Bind] = c.workspace.map { [$0] } ?? []
+            writable += c.mounts.filter(\.writable)
+            for w in writable where Paths.isWithin(configPath, w.host) {
+                diagnostics.error(w.location, "the config file \(configPath) is inside \(w.host), which the jail can write",
+                                  hint: "keep agent.toml outside the workspace and rw mounts, e.g. in /etc/clawjail/NAME.toml")
+            }
+        }
         var targets: [String: SourceLocation?] = [:]
         func claim(_ path: String, _ loc: SourceLocation?, _ what: String) {
             if let previous = targets[path] {

@@ -3,7 +3,10 @@ import ClawjailSystem
 
 /// The text `clawjail check` prints: the effective plan, after defaults.
 public enum CheckReport {
-    public static func loadAgentConfig(_ path: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
+    public static func loadAgentConfig(_ given: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
+        // Relative host paths in the file are relative to the file's directory, so the
+        // file's own path must be absolute first.
+        let path = Paths.normalizeAbsolute(AgentRun.absolutePath(given)) ?? given
         let text: String
         do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
             throw ClawjailError(.notFound, "cannot read \(path)", hint: error == .ENOENT ? "check the path" : nil, cause: error)

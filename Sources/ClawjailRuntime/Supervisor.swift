@@ -195,6 +195,7 @@ public enum Supervisor {
         }
 
         let initStatus = try? jail.initProcess.wait()
+        if EmergencyStop.consumeMarker(jail.spec.name, layout: jail.layout) { stoppedBy = "clawjail kill" }
         while reportOpen { handleReport() }
         // The pid namespace is gone with its init; the write ends of the output pipes
         // close as its processes finish dying. Bounded drain.

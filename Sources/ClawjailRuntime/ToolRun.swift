@@ -42,7 +42,8 @@ public enum ToolRun {
     }
 
     /// Loads and validates a tool.toml.
-    public static func loadToolConfig(_ path: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
+    public static func loadToolConfig(_ given: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
+        let path = Paths.normalizeAbsolute(AgentRun.absolutePath(given)) ?? given
         let text: String
         do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
             throw ClawjailError(.notFound, "cannot read \(path)", cause: error)

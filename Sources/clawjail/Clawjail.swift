@@ -19,7 +19,7 @@ struct Clawjail: ParsableCommand {
 
         Run `clawjail help SUBCOMMAND` for the options of each command.
         """,
-        subcommands: [Run.self, Exec.self, Check.self, GC.self])
+        subcommands: [Run.self, Exec.self, Check.self, Kill.self, GC.self])
 }
 
 /// Options every subcommand that touches state shares.

@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ClawjailCgroup
+import ClawjailCore
+import ClawjailStore
+import ClawjailSystem
+
+/// `clawjail kill`: stop jails now, through their cgroups, whatever their supervisors
+/// are doing (even stopped or wedged ones), and record it in the audit chain.
+public enum EmergencyStop {
+    public struct Report: Sendable {
+        public var jails: [String]
+        public var processes: Int
+        public var elapsedMs: Double
+    }
+
+    /// Marks that `name` was killed on purpose, so that its supervisor reports
+    /// "killed by clawjail kill" rather than a bare SIGKILL.
+    static func markerPath(_ name: String, layout: HostLayout) -> String { "\(layout.jailDirectory)/\(name).killed" }
+
+    public static func killAll(layout: HostLayout) throws(ClawjailError) -> Report {
+        let cgroups = try Cgroups.detect()
+        let names = cgroups.jailNames()
+        let start = ProcessInfoLite.monotonicNanoseconds
+        for n in names { try? FileSystem.writeAtomically(markerPath(n, layout: layout), Array("all\n".utf8)) }
+        let count = try cgroups.killEverything()
+        let elapsed = Double(ProcessInfoLite.monotonicNanoseconds - start) / 1e6
+        let report = Report(jails: names, processes: count, elapsedMs: elapsed)
+        audit(report, agent: "", all: true, layout: layout)
+        return report
+    }
+
+    public static func kill(_ name: String, layout: HostLayout) throws(ClawjailError) -> Report {
+        let cgroups = try Cgroups.detect()
+        guard let group = cgroups.open(name: name) else {
+            throw ClawjailError(.notFound, "no running jail named \(name)", hint: "`clawjail ps` lists the running jails")
+        }
+        let start = ProcessInfoLite.monotonicNanoseconds
+        try? FileSystem.writeAtomically(markerPath(name, layout: layout), Array("one\n".utf8))
+        let count = group.processes().count
+        try group.killAll()
+        let report = Report(jails: [name], processes: count, elapsedMs: Double(ProcessInfoLite.monotonicNanoseconds - start) / 1e6)
+        audit(report, agent: name.hasPrefix("exec-") ? "" : name, all: false, layout: layout)
+        return report
+    }
+
+    /// The supervisor side: true (and the marker removed) when `clawjail kill` did it.
+    static func consumeMarker(_ name: String, layout: HostLayout) -> Bool {
+        let p = markerPath(name, layout: layout)
+        guard FileSystem.exists(p) else { return false }
+        try? FileSystem.unlink(p)
+        return true
+    }
+
+    private static func audit(_ r: Report, agent: String, all: Bool, layout: HostLayout) {
+        do {
+            let store = try Store.open(directory: layout.stateDirectory)
+            _ = try store.append(AuditEventInput(agent: agent, kind: "emergency.stop", payload: [
+                "scope": .string(all ? "all" : "one"),
+                "jails": .array(r.jails.map { .string($0) }),
+                "processes": .int(Int64(r.processes)),
+                "elapsed_ms": .double((r.elapsedMs * 1000).rounded() / 1000),
+                "by_uid": .int(Int64(getuid())),
+            ]))
+        } catch {
+            Log.warning("the emergency stop happened but could not be recorded in the audit log: \(error)")
+        }
+    }
+}
