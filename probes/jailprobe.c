@@ -28,6 +28,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *ename(int e) {
@@ -315,6 +316,59 @@ static int run_check(int argc, char **argv) {
         printf("ignore-term ready\n");
         fflush(stdout);
         for (;;) pause();
+    } else if (!strcmp(c, "forkbomb")) {
+        /* forkbomb MAX: fork sleeping children until fork fails (or MAX), report how
+         * many and the errno, then kill them. Bounded, so a broken jail cannot take
+         * the host down with it. */
+        int max = atoi(a), n = 0, err = 0;
+        pid_t kids[4096];
+        if (max > 4096) max = 4096;
+        while (n < max) {
+            pid_t p = fork();
+            if (p < 0) { err = errno; break; }
+            if (p == 0) { pause(); _exit(0); }
+            kids[n++] = p;
+        }
+        printf("forkbomb forked=%d %s\n", n, ename(err));
+        fflush(stdout);
+        for (int i = 0; i < n; i++) kill(kids[i], SIGKILL);
+        for (int i = 0; i < n; i++) waitpid(kids[i], NULL, 0);
+    } else if (!strcmp(c, "memhog") || !strcmp(c, "shmhog") || !strcmp(c, "memfdhog")) {
+        /* *hog MB: allocate and touch MB megabytes of heap, of /dev/shm, or of a memfd,
+         * printing progress every 16 MB. Stops at MB (bounded). */
+        long mb = atol(a), done = 0;
+        int fd = -1;
+        if (!strcmp(c, "shmhog")) fd = open("/dev/shm/hog", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (!strcmp(c, "memfdhog")) fd = (int)syscall(SYS_memfd_create, "hog", 0);
+        if (strcmp(c, "memhog") && fd < 0) { result(c, a, errno); return 0; }
+        static char chunk[1 << 20];
+        memset(chunk, 0x5a, sizeof chunk);
+        for (; done < mb; done++) {
+            if (fd >= 0) {
+                if (write(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk) { result(c, a, errno); return 0; }
+            } else {
+                char *p = malloc(1 << 20);
+                if (!p) { result(c, a, ENOMEM); return 0; }
+                memset(p, (int)done, 1 << 20);
+            }
+            if (done % 16 == 0) { printf("%s progress %ld\n", c, done); fflush(stdout); }
+        }
+        printf("%s done %ld\n", c, done);
+    } else if (!strcmp(c, "spin")) {
+        /* spin MS: busy-loop for MS milliseconds of wall time, report CPU time used */
+        struct timespec t0, t, c0, c1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+        long ms = atol(a);
+        volatile unsigned long x = 0;
+        for (;;) {
+            for (int i = 0; i < 100000; i++) x += (unsigned long)i;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= ms) break;
+        }
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        long cpu = (c1.tv_sec - c0.tv_sec) * 1000 + (c1.tv_nsec - c0.tv_nsec) / 1000000;
+        printf("spin wall_ms=%ld cpu_ms=%ld\n", ms, cpu);
     } else if (!strcmp(c, "say")) {
         printf("%s\n", a);
     } else {

@@ -81,13 +81,16 @@ public enum JailRegistry {
                 report.failures.append("\(name): \(error)")
             }
         }
-        let locks = ((try? FileSystem.listDirectory(layout.jailDirectory)) ?? []).filter { $0.hasSuffix(".lock") }
-        for file in locks {
-            let name = String(file.dropLast(5))
+        let files = (try? FileSystem.listDirectory(layout.jailDirectory)) ?? []
+        for file in files {
+            let name: String
+            if file.hasSuffix(".lock") { name = String(file.dropLast(5)) } else if file.hasSuffix(".killed") {
+                name = String(file.dropLast(7))
+            } else { continue }
             if let only, only != name { continue }
             if !isAlive(name, layout: layout) {
                 try? FileSystem.unlink(layout.jailDirectory + "/" + file)
-                report.removedLocks.append(name)
+                if file.hasSuffix(".lock") { report.removedLocks.append(name) }
             }
         }
         return report
