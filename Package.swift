@@ -45,7 +45,9 @@ let package = Package(
                                                        .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
         .target(name: "ClawjailRuntime", dependencies: ["ClawjailCore", "ClawjailSystem", "ClawjailCgroup", "ClawjailSeccomp",
                                                         "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild",
-                                                        .product(name: "Crypto", package: "swift-crypto")],
+                                                        .product(name: "Crypto", package: "swift-crypto"),
+                                                        .product(name: "NIOCore", package: "swift-nio"),
+                                                        .product(name: "NIOPosix", package: "swift-nio")],
                 // The jail's /etc skeleton lives in rootfs/etc; compiled in, so the
                 // static binary needs no data files next to it.
                 resources: [.embedInCode("skeleton")],

@@ -168,6 +168,7 @@ public struct ToolRunOptions: Sendable {
     public var profile: String?
     public var network: AgentConfig.NetworkMode?
     public var allow: [AllowRule] = []
+    public var resolvers: [String] = []
     public var user: UInt32?
 
     public init(argv: [String]) { self.argv = argv }
@@ -271,6 +272,7 @@ extension JailSpec {
         }
         if let m = o.network { mode = m }
         if !o.allow.isEmpty { allow = o.allow }
+        if !o.resolvers.isEmpty { resolvers = o.resolvers }
         if mode == .egress && allow.isEmpty {
             bad("network egress for this tool run has an empty allowlist", hint: "pass --allow NAME (repeatable), or use --network none")
         }

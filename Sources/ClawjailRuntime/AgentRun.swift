@@ -70,6 +70,10 @@ public enum AgentRun {
         request.stdio = [0, out.write.rawValue, err.write.rawValue]
         request.seccompBPF = seccomp.filter.bpf
         request.seccompFlags = seccomp.flags
+        if NetworkHook.isNeeded(for: spec) {
+            request.hooks.append(NetworkAudit.hook(spec: spec, store: store, runID: runID))
+            request.resolvConf = NetworkHook.resolvConf(for: spec)
+        }
         request.lock = lock
         lockHandedOver = true
         let jail: RunningJail

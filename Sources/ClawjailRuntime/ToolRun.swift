@@ -76,6 +76,12 @@ extension ToolRun {
         var request = LaunchRequest(spec: spec, ids: IdRanges.anonymousTools, layout: r.layout, cgroups: cgroups)
         request.seccompBPF = seccomp.filter.bpf
         request.seccompFlags = seccomp.flags
+        if NetworkHook.isNeeded(for: spec) {
+            // Egress decisions are audit events: a tool run with a network opens the store.
+            let store = try StoreAccess.open(r.layout)
+            request.hooks.append(NetworkAudit.hook(spec: spec, store: store, runID: nil))
+            request.resolvConf = NetworkHook.resolvConf(for: spec)
+        }
         let jail = try Launcher.start(request)
         let name = spec.name
         let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in Log.error(SeccompSetup.logLine(v, jail: name)) }

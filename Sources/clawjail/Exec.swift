@@ -56,6 +56,15 @@ struct Exec: ParsableCommand {
     @Option(help: ArgumentHelp("CPU limit in cores, e.g. 0.5 or 2 (default 1).", valueName: "CORES"))
     var cpu: Double?
 
+    @Option(help: ArgumentHelp("Network: none (the default: loopback only) or egress (allowlisted names through clawjail's proxy).", valueName: "MODE"))
+    var network: String?
+
+    @Option(help: ArgumentHelp("Allow egress to this name (repeatable): api.example.com, *.example.com, host:port. Implies --network egress.", valueName: "NAME"))
+    var allow: [String] = []
+
+    @Option(help: ArgumentHelp("DNS server the egress proxy uses instead of /etc/resolv.conf (repeatable).", valueName: "IP[:PORT]"))
+    var resolver: [String] = []
+
     @Option(help: ArgumentHelp("Seccomp profile: a name from profiles/ (tool, agent, ...) or a path to a .toml (default tool).", valueName: "PROFILE"))
     var profile: String?
 
@@ -93,6 +102,23 @@ struct Exec: ParsableCommand {
             if let m = memory { o.memory = try parseOption("--memory", m) { v throws(Units.ParseError) in try Units.parseSize(v) } }
             o.pids = pids
             o.profile = profile
+            if let n = network {
+                guard let mode = AgentConfig.NetworkMode(rawValue: n) else {
+                    throw ClawjailError(.usage, "--network \(n): write none or egress")
+                }
+                o.network = mode
+            }
+            for a in allow {
+                switch AllowRule.parse(a) {
+                case .success(let rule): o.allow.append(rule)
+                case .failure(let e): throw ClawjailError(.usage, "--allow: \(e)")
+                }
+            }
+            if !allow.isEmpty && o.network == nil { o.network = .egress }
+            for r in resolver where ResolverAddress.parse(r) == nil {
+                throw ClawjailError(.usage, "--resolver \(r): write an IP address, optionally with :PORT")
+            }
+            o.resolvers = resolver
             o.cpu = cpu
             if let u = user {
                 guard let v = Units.parseStrictDecimal(u), v >= 1, v <= 65534 else {

@@ -1,0 +1,38 @@
+import ClawjailCore
+import ClawjailEgress
+import ClawjailStore
+
+/// Egress and ingress decisions as audit events in the store's chain.
+enum NetworkAudit {
+    static func event(_ d: EgressDecision, agent: String, runID: RunID?) -> AuditEventInput {
+        var payload: [String: JSONValue] = [
+            "mode": .string(d.mode.rawValue), "host": .string(d.host), "port": .int(Int64(d.port)),
+            "rule": .string(d.rule), "bytes_up": .int(Int64(clamping: d.bytesUp)),
+            "bytes_down": .int(Int64(clamping: d.bytesDown)), "duration_ms": .int(Int64(clamping: d.durationMs)),
+        ]
+        if let ip = d.upstreamIP { payload["upstream_ip"] = .string(ip) }
+        if let ip = d.dstIP { payload["dst_ip"] = .string(ip) }
+        if d.suppressed > 0 { payload["suppressed"] = .int(Int64(d.suppressed)) }
+        return AuditEventInput(agent: agent, kind: "egress.\(d.verdict.rawValue)", runID: runID, payload: payload)
+    }
+
+    static func event(_ e: IngressEvent, agent: String, runID: RunID?) -> AuditEventInput {
+        AuditEventInput(agent: agent, kind: "ingress.\(e.verdict)", runID: runID, payload: [
+            "port": .int(Int64(e.port)), "reason": .string(e.reason), "bytes_in": .int(Int64(clamping: e.bytesIn)),
+            "bytes_out": .int(Int64(clamping: e.bytesOut)), "duration_ms": .int(Int64(clamping: e.durationMs)),
+        ])
+    }
+
+    /// A hook that records into `store` (when there is one) and logs denials on stderr.
+    static func hook(spec: JailSpec, store: Store?, runID: RunID?) -> NetworkHook {
+        let agent = spec.agent ?? ""
+        let name = spec.name
+        return NetworkHook(spec: spec, onEgress: { d in
+            if d.verdict == .deny { Log.info("\(name): egress denied (\(d.rule)): \(d.host):\(d.port) [\(d.mode.rawValue)]") }
+            _ = try? store?.append(event(d, agent: agent, runID: runID))
+        }, onIngress: { e in
+            if e.verdict != "allow" { Log.info("\(name): \(e)") }
+            _ = try? store?.append(event(e, agent: agent, runID: runID))
+        })
+    }
+}

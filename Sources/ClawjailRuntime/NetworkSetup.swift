@@ -1,0 +1,258 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ClawjailCore
+import ClawjailEgress
+import ClawjailNetwork
+import ClawjailSystem
+import NIOCore
+import NIOPosix
+
+/// The jail's network beyond its empty namespace: for `mode = "egress"` and for
+/// `[[ingress]]`. Runs while the child waits on its sync pipe:
+///
+/// 1. a peer network namespace of our own (held by an fd, never bind-mounted, so it
+///    cannot outlive us), and a veth pair between it and the jail;
+/// 2. egress: the proxy's, the transparent listeners' and the DNS responder's sockets,
+///    opened on a thread inside the peer namespace, adopted by the SwiftNIO proxy whose
+///    event-loop threads stay in the host namespace and dial from there;
+/// 3. ingress: a Unix socket on the host per `[[ingress]]`, each connection forwarded
+///    to the agent's port inside the jail from the peer's address (never loopback).
+///
+/// The peer namespace holds nothing but those listening sockets and does no
+/// forwarding, so no host service is reachable from the jail.
+final class NetworkHook: ParentHook, @unchecked Sendable {
+    let spec: JailSpec
+    let onEgress: @Sendable (EgressDecision) -> Void
+    let onIngress: @Sendable (IngressEvent) -> Void
+    private var peer: NetworkNamespace?
+    private var group: MultiThreadedEventLoopGroup?
+    private var proxy: EgressProxy?
+    private var forwarders: [IngressForwarder] = []
+    private var socketPaths: [String] = []
+    private var jailInitPid: pid_t = 0
+
+    static let dnsPort: UInt16 = 53
+
+    init(spec: JailSpec, onEgress: @escaping @Sendable (EgressDecision) -> Void,
+         onIngress: @escaping @Sendable (IngressEvent) -> Void) {
+        self.spec = spec
+        self.onEgress = onEgress
+        self.onIngress = onIngress
+    }
+
+    /// Whether this jail needs anything beyond `lo`.
+    static func isNeeded(for spec: JailSpec) -> Bool {
+        spec.network.mode == .egress || !spec.network.ingress.isEmpty
+    }
+
+    /// /etc/resolv.conf of the jail: the DNS responder in egress mode, nothing otherwise.
+    static func resolvConf(for spec: JailSpec) -> String {
+        spec.network.mode == .egress
+            ? "# clawjail: the egress DNS responder answers allowlisted names only\nnameserver \(NetworkLayout.peerAddress)\noptions ndots:0 attempts:2 timeout:2\n"
+            : "# no network in this jail\n"
+    }
+
+    func childCreated(pid: pid_t) throws(ClawjailError) {
+        jailInitPid = pid
+        let jailNS = try NetworkNamespace.of(pid: pid)
+        defer { jailNS.close() }
+        let peerNS = try NetworkNamespace.create()
+        peer = peerNS
+        let egress = spec.network.mode == .egress
+        try Links.wireVeth(VethWiring(jailAddress: NetworkLayout.jailAddress, peerAddress: NetworkLayout.peerAddress,
+                                      prefixLength: Int(NetworkLayout.prefixLength),
+                                      jailDefaultRoute: egress, peerCapturesAll: egress),
+                           jail: jailNS, peer: peerNS)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = group
+        if egress { try startEgress(peerNS, group: group) }
+        for ingress in spec.network.ingress { try startIngress(ingress, peerNS: peerNS, group: group) }
+    }
+
+    private func startEgress(_ peerNS: NetworkNamespace, group: MultiThreadedEventLoopGroup) throws(ClawjailError) {
+        // Sockets stay in the namespace that made them: make them on a thread inside it.
+        let peerAddress = NetworkLayout.peerAddress
+        let fds: [Int32] = try peerNS.run { () throws(ClawjailError) -> [Int32] in
+            var made: [FD] = []
+            do {
+                made.append(try Sockets.tcpListener(address: "0.0.0.0", port: NetworkLayout.proxyPort))
+                made.append(try Sockets.tcpListener(address: "0.0.0.0", port: 80))
+                made.append(try Sockets.tcpListener(address: "0.0.0.0", port: 443))
+                // The responder answers from the address the jail asked, so it binds that
+                // one; queries to any other address fail fast with port unreachable.
+                made.append(try Sockets.udpSocket(address: peerAddress, port: NetworkHook.dnsPort))
+                return made.map(\.rawValue)
+            } catch {
+                for f in made { f.close() }
+                throw ClawjailError(.network, "cannot open the egress listeners in the peer namespace", cause: error)
+            }
+        }
+        let config = try egressConfig()
+        let proxy = EgressProxy(config: config, agent: spec.agent ?? spec.name, audit: onEgress, group: group)
+        self.proxy = proxy
+        let result = blockOn {
+            try await proxy.start(proxyListener: .socket(fds[0]), transparentHTTP: .socket(fds[1]),
+                                  transparentTLS: .socket(fds[2]), dns: .socket(fds[3]))
+        }
+        if case .failure(let e) = result {
+            throw ClawjailError(.network, "cannot start the egress proxy", cause: e)
+        }
+    }
+
+    func egressConfig() throws(ClawjailError) -> EgressConfig {
+        var resolvers: [SocketAddress] = []
+        for r in spec.network.resolvers {
+            if let a = EgressConfig.parseResolver(r) { resolvers.append(a) }
+        }
+        if resolvers.isEmpty {
+            let text = (try? FileSystem.readText("/etc/resolv.conf", limit: 65536)) ?? ""
+            resolvers = EgressConfig.resolvers(fromResolvConf: text)
+        }
+        guard !resolvers.isEmpty else {
+            throw ClawjailError(.network, "no DNS server for the egress proxy: /etc/resolv.conf names none",
+                                hint: "set [network] resolvers = [\"IP\"] in the config")
+        }
+        return EgressConfig(allowlist: Allowlist(rules: spec.network.allow), resolvers: resolvers,
+                            addressGuard: .standard(alsoRefusing: HostAddresses.current()))
+    }
+
+    private func startIngress(_ i: AgentConfig.Ingress, peerNS: NetworkNamespace,
+                              group: MultiThreadedEventLoopGroup) throws(ClawjailError) {
+        let listener: FD
+        do {
+            try FileSystem.mkdirs(Paths.dirname(i.socket), mode: 0o755)
+            listener = try Sockets.unixListener(path: i.socket, mode: mode_t(i.socketMode), gid: i.socketGroup)
+        } catch {
+            throw ClawjailError(.network, "cannot create the ingress socket \(i.socket)",
+                                hint: error == .EEXIST ? "something that is not a socket is in the way; remove it or choose another path" : nil,
+                                cause: error)
+        }
+        socketPaths.append(i.socket)
+        let port = i.port
+        let jailAddress = NetworkLayout.jailAddress
+        let name = spec.name
+        let initPid = jailInitPid
+        let forwarder = IngressForwarder(agent: spec.agent ?? spec.name, port: port, group: group, connectToJail: {
+            try peerNS.run { () throws(ClawjailError) -> Int32 in
+                do throws(Errno) {
+                    return try Sockets.tcpConnect(address: jailAddress, port: port, timeoutMs: 3000).rawValue
+                } catch {
+                    if error.rawValue == ECONNREFUSED, ListenerCheck.listensOnLoopbackOnly(initPid: initPid, port: port) {
+                        Log.warning("\(name): the agent's server listens on 127.0.0.1:\(port) only; ingress connects from \(NetworkLayout.peerAddress). Make it listen on 0.0.0.0 (safe inside the jail) or \(jailAddress).")
+                    }
+                    throw ClawjailError(.network, "jail port \(port) refused the connection", cause: error)
+                }
+            }
+        }, audit: onIngress)
+        forwarders.append(forwarder)
+        let fd = listener.rawValue
+        if case .failure(let e) = blockOn({ try await forwarder.start(listeningSocket: fd) }) {
+            throw ClawjailError(.network, "cannot serve the ingress socket \(i.socket)", cause: e)
+        }
+    }
+
+    func teardown() {
+        let proxy = self.proxy, forwarders = self.forwarders
+        _ = blockOn {
+            for f in forwarders { await f.shutdown() }
+            await proxy?.shutdown()
+        }
+        for p in socketPaths { try? FileSystem.unlink(p) }
+        try? group?.syncShutdownGracefully()
+        // Closing the last fd of the peer namespace removes it, and the veth with it.
+        peer?.close()
+        self.proxy = nil
+        self.forwarders = []
+        self.group = nil
+        self.peer = nil
+    }
+}
+
+/// Runs async work from the synchronous supervisor thread and waits for it.
+func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
+    let box = ResultBox<T>()
+    let semaphore = DispatchSemaphoreLite()
+    Task {
+        do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
+        semaphore.signal()
+    }
+    semaphore.wait()
+    return box.get() ?? .failure(ClawjailError(.internalError, "async work vanished"))
+}
+
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    private var value: Result<T, any Error>?
+    private var lock = pthread_mutex_t()
+    init() { pthread_mutex_init(&lock, nil) }
+    func set(_ v: Result<T, any Error>) {
+        pthread_mutex_lock(&lock)
+        value = v
+        pthread_mutex_unlock(&lock)
+    }
+    func get() -> Result<T, any Error>? {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return value
+    }
+}
+
+final class DispatchSemaphoreLite: @unchecked Sendable {
+    private var sem = sem_t()
+    init() { sem_init(&sem, 0, 0) }
+    deinit { sem_destroy(&sem) }
+    func signal() { sem_post(&sem) }
+    func wait() { while sem_wait(&sem) != 0 && errno == EINTR {} }
+}
+
+/// The host's own addresses: the proxy refuses to dial them even when public, so a
+/// name that resolves to this machine cannot reach a host service bound to 0.0.0.0.
+enum HostAddresses {
+    static func current() -> Set<IPAddress> {
+        var out: Set<IPAddress> = []
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return out }
+        defer { freeifaddrs(list) }
+        var p = list
+        while let entry = p {
+            if let sa = entry.pointee.ifa_addr {
+                if sa.pointee.sa_family == sa_family_t(AF_INET) {
+                    let v4 = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+                    out.insert(.v4(UInt32(bigEndian: v4)))
+                } else if sa.pointee.sa_family == sa_family_t(AF_INET6) {
+                    let bytes = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in
+                        withUnsafeBytes(of: s.pointee.sin6_addr) { Array($0) }
+                    }
+                    if let a = IPAddress(bytes: bytes) { out.insert(a) }
+                }
+            }
+            p = entry.pointee.ifa_next
+        }
+        return out
+    }
+}
+
+/// Finds out whether the agent's server listens on loopback only, by reading the
+/// jail's /proc/net/tcp through the jail's init.
+enum ListenerCheck {
+    static func listensOnLoopbackOnly(initPid pid: pid_t, port: UInt16) -> Bool {
+        guard let text = try? FileSystem.readText("/proc/\(pid)/net/tcp", limit: 1 << 20) else { return false }
+        let hexPort = String(port, radix: 16, uppercase: true).leftPadded(to: 4)
+        var loopback = false
+        var other = false
+        for line in text.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ")
+            guard f.count > 3, f[3] == "0A" /* LISTEN */ else { continue }
+            let local = f[1].split(separator: ":")
+            guard local.count == 2, local[1] == hexPort else { continue }
+            if local[0] == "0100007F" { loopback = true } else { other = true }
+        }
+        return loopback && !other
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
