@@ -12,7 +12,8 @@ import Glibc
 /// and `SeccompCompiler.formatVersion`. The directory is 0700 and must belong to the
 /// user running clawjail (root): whoever can write here chooses every jail's filter.
 /// Files are written to a temp name and renamed (0600), and one that is short,
-/// altered or otherwise unreadable is ignored and rewritten.
+/// altered or otherwise unreadable is ignored and rewritten. `index/` maps a
+/// `select` call to its file while the profile's files are unchanged (SeccompIndex).
 public struct SeccompCache: Sendable {
     public enum Outcome: String, Sendable {
         /// Read from disk; libseccomp did not run.
@@ -58,6 +59,10 @@ public struct SeccompCache: Sendable {
     public func load(_ profile: SeccompProfile) throws -> (filter: CompiledFilter, outcome: Outcome) {
         let dir = try openDirectory()
         defer { _ = close(dir) }
+        return try load(profile, in: dir)
+    }
+
+    func load(_ profile: SeccompProfile, in dir: Int32) throws -> (filter: CompiledFilter, outcome: Outcome) {
         let key = Self.keyBytes(for: profile)
         let name = key.hexString + ".bpf"
 
@@ -75,10 +80,19 @@ public struct SeccompCache: Sendable {
 
     // MARK: directory
 
-    private func openDirectory() throws -> Int32 {
-        try createDirectory()
-        let fd = try SystemCall.check("open seccomp cache \(directory)") {
-            open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    func openDirectory() throws -> Int32 {
+        // Open first: on every start but the first the directory exists, and the
+        // mkdir of each path component would cost more than the rest of an index hit.
+        var opened = SystemCall.attempt { open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        if case .failure(let e) = opened, e.code == ENOENT {
+            try createDirectory()
+            opened = SystemCall.attempt { open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        }
+        let fd: Int32
+        switch opened {
+        case .success(let f): fd = f
+        case .failure(let e):
+            throw ClawjailError(.seccomp, "open seccomp cache \(directory): \(SystemCall.errnoText(e.code))")
         }
         var st = stat()
         do {
@@ -118,13 +132,13 @@ public struct SeccompCache: Sendable {
 
     // MARK: files
 
-    private enum ReadResult {
+    enum ReadResult {
         case found(CompiledFilter)
         case absent
         case corrupt
     }
 
-    private func read(_ name: String, in dir: Int32, key: [UInt8], profileHash: String) -> ReadResult {
+    func read(_ name: String, in dir: Int32, key: [UInt8], profileHash: String) -> ReadResult {
         let fd: Int32
         switch SystemCall.attempt({ openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) }) {
         case .success(let f): fd = f
@@ -142,18 +156,24 @@ public struct SeccompCache: Sendable {
     }
 
     private func store(_ filter: CompiledFilter, key: [UInt8], name: String, in dir: Int32) throws {
-        let bytes = Self.encode(filter, key: key)
+        try Self.writeAtomically(Self.encode(filter, key: key), name: name, in: dir, shownAs: directory)
+    }
+
+    /// Temp file (0600, O_EXCL) and rename: a reader sees the old file or the whole new one.
+    static func writeAtomically(_ bytes: [UInt8], name: String, in dir: Int32, shownAs dirPath: String) throws {
         let random = UInt64.random(in: 0...UInt64.max)
         let temp = ".tmp-\(getpid())-\(String(random, radix: 16))-\(name)"
-        let fd = try SystemCall.check("create \(directory)/\(temp)") {
+        let fd = try SystemCall.check("create \(dirPath)/\(temp)") {
             openat(dir, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         }
+        var fdIsOpen = true
         do {
-            try SystemCall.writeAll(fd, bytes, what: "write \(directory)/\(temp)")
+            try SystemCall.writeAll(fd, bytes, what: "write \(dirPath)/\(temp)")
+            fdIsOpen = false
             _ = close(fd)
-            try SystemCall.check("rename \(temp) to \(name)") { renameat(dir, temp, dir, name) }
+            try SystemCall.check("rename \(temp) to \(name) in \(dirPath)") { renameat(dir, temp, dir, name) }
         } catch {
-            _ = close(fd)
+            if fdIsOpen { _ = close(fd) }
             _ = unlinkat(dir, temp, 0)
             throw error
         }

@@ -50,6 +50,51 @@ enum SystemCall {
         return try readAll(fd, what: "read \(path)", limit: limit)
     }
 
+    /// Like `readFile`, with the file's status taken from the same fd before reading:
+    /// whatever the bytes are, a later change gives the file a newer status.
+    static func readFileAndStatus(_ path: String, limit: Int = 1 << 20) throws -> (bytes: [UInt8], status: stat)? {
+        let fd: Int32
+        switch attempt({ openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY) }) {
+        case .success(let f): fd = f
+        case .failure(let e) where e.code == ENOENT || e.code == ENOTDIR: return nil
+        case .failure(let e): throw ClawjailError(.seccomp, "open \(path): \(errnoText(e.code))")
+        }
+        defer { _ = close(fd) }
+        var st = stat()
+        try check("stat \(path)") { fstat(fd, &st) }
+        return (try readAll(fd, what: "read \(path)", limit: limit), st)
+    }
+
+    enum PathStatus {
+        case present(stat)
+        /// ENOENT or ENOTDIR: what `readFile` reports as "no such file".
+        case absent
+        case failed
+    }
+
+    /// stat(2), following symlinks as `readFile` does.
+    static func status(of path: String) -> PathStatus {
+        var st = stat()
+        switch attempt({ stat(path, &st) }) {
+        case .success: return .present(st)
+        case .failure(let e) where e.code == ENOENT || e.code == ENOTDIR: return .absent
+        case .failure: return .failed
+        }
+    }
+
+    /// CLOCK_REALTIME in ns: the clock file timestamps come from.
+    static func realtimeNanoseconds() -> Int64 {
+        var ts = timespec()
+        _ = clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    static func currentDirectory() -> String? {
+        guard let p = getcwd(nil, 0) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     static func readAll(_ fd: Int32, what: @autoclosure () -> String, limit: Int) throws -> [UInt8] {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
