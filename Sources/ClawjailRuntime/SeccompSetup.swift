@@ -16,12 +16,13 @@ struct SeccompChoice {
 enum SeccompSetup {
     static func choose(_ spec: JailSpec, layout: HostLayout) throws(ClawjailError) -> SeccompChoice {
         do {
-            var profile = try ProfileLocator.load(nameOrPath: spec.seccompProfile, searchPaths: layout.profileSearchPath)
-            if let mode = spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:)) {
-                profile = profile.withViolationMode(mode)
-            }
-            let filter = try SeccompCache(directory: layout.cacheDirectory + "/seccomp").filter(for: profile)
-            return SeccompChoice(filter: filter, policy: profile.violationPolicy, profileName: profile.name)
+            // The index answers a repeated start from file fingerprints, without parsing
+            // any TOML; a changed profile falls back to parsing (and the compiled-filter
+            // cache, keyed by content).
+            let selection = try SeccompCache(directory: layout.cacheDirectory + "/seccomp")
+                .select(nameOrPath: spec.seccompProfile, searchPaths: layout.profileSearchPath,
+                        violationMode: spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:)))
+            return SeccompChoice(filter: selection.filter, policy: selection.policy, profileName: selection.profileName)
         } catch let e as ClawjailError {
             throw e
         } catch let e as ConfigError {

@@ -5,6 +5,7 @@ import CClawjailChild
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailSeccomp
+import ClawjailStore
 import ClawjailSystem
 
 /// Uid ranges: slot N owns outside ids base + N * 65536 ..< base + (N + 1) * 65536.
@@ -25,6 +26,8 @@ public struct ToolRunRequest {
     public var agentName: String?
     public var quiet = false
     public var graceMs: UInt64 = 10_000
+    /// --json-status FD
+    public var statusFD: Int32?
     public var layout: HostLayout
     public init(options: ToolRunOptions, layout: HostLayout) {
         self.options = options
@@ -60,12 +63,34 @@ public enum ToolRun {
 
 extension ToolRun {
     /// `clawjail exec`: one command in a fresh jail. Returns the exit status.
+    ///
+    /// Without --agent it touches no database (the fast path): the jail runs in the
+    /// anonymous tool range. With --agent NAME it is that agent's tool run: the agent's
+    /// [tools] policy, workspace and protect paths, its uid range, a run row and audit
+    /// events in its chain; never its credentials.
     public static func run(_ r: ToolRunRequest) throws(ClawjailError) -> Int32 {
         let toolConfig = try r.toolConfigPath.map { (p) throws(ClawjailError) in try loadToolConfig(p, layout: r.layout) }
-        let runID = newRunID()
+        var store: Store?
+        var agentConfig: AgentConfig?
+        var ids = IdRanges.anonymousTools
+        if let agent = r.agentName {
+            let s = try StoreAccess.open(r.layout)
+            store = s
+            let record: AgentRecord?
+            do { record = try s.agent(name: agent) } catch { throw StoreAccess.wrap(error, "looking up agent \(agent)") }
+            guard let record else {
+                throw ClawjailError(.notFound, "no agent named \(agent)", hint: "an agent is known once `clawjail run` has started it")
+            }
+            agentConfig = try CheckReport.loadAgentConfig(record.configPath, layout: r.layout)
+            do {
+                let range = try s.uidRange(forAgent: agent)
+                ids = IdMap(base: range.base, count: range.count)
+            } catch { throw StoreAccess.wrap(error, "reading the uid range of \(agent)") }
+        }
+        let shortID = newRunID()
         let spec: JailSpec
         do {
-            spec = try JailSpec.forTool(r.options, toolConfig: toolConfig, agentConfig: nil, runID: runID,
+            spec = try JailSpec.forTool(r.options, toolConfig: toolConfig, agentConfig: agentConfig, runID: shortID,
                                         hostEnvironment: ProcessInfoLite.environment(),
                                         stateDirectory: r.layout.stateDirectory)
         } catch {
@@ -73,26 +98,92 @@ extension ToolRun {
         }
         let cgroups = try Cgroups.detect()
         let seccomp = try SeccompSetup.choose(spec, layout: r.layout)
-        var request = LaunchRequest(spec: spec, ids: IdRanges.anonymousTools, layout: r.layout, cgroups: cgroups)
+        if store == nil && NetworkHook.isNeeded(for: spec) {
+            // Egress decisions are audit events: a tool run with a network opens the store.
+            store = try StoreAccess.open(r.layout)
+        }
+        var runID: RunID?
+        if let store, let agent = r.agentName {
+            let manifest = Manifest.make(spec: spec, ids: ids, cgroups: cgroups, seccompHash: seccomp.filter.profileHash)
+            do {
+                runID = try store.beginRun(agent: agent, kind: .tool, supervisorPid: getpid(),
+                                           supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
+                                           planHash: manifest.hash, manifestJSON: manifest.json)
+            } catch { throw StoreAccess.wrap(error, "recording the tool run of \(agent)") }
+        }
+        var request = LaunchRequest(spec: spec, ids: ids, layout: r.layout, cgroups: cgroups)
         request.seccompBPF = seccomp.filter.bpf
         request.seccompFlags = seccomp.flags
         if NetworkHook.isNeeded(for: spec) {
-            // Egress decisions are audit events: a tool run with a network opens the store.
-            let store = try StoreAccess.open(r.layout)
-            request.hooks.append(NetworkAudit.hook(spec: spec, store: store, runID: nil))
+            request.hooks.append(NetworkAudit.hook(spec: spec, store: store, runID: runID))
             request.resolvConf = NetworkHook.resolvConf(for: spec)
         }
-        let jail = try Launcher.start(request)
+        let jail: RunningJail
+        do {
+            jail = try Launcher.start(request)
+        } catch {
+            if let store, let runID {
+                try? store.endRun(id: runID, outcome: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0))
+            }
+            writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: nil, failure: error)
+            throw error
+        }
         let name = spec.name
-        let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in Log.error(SeccompSetup.logLine(v, jail: name)) }
+        let agentForAudit = r.agentName ?? ""
+        let auditStore = store, auditRunID = runID
+        let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in
+            Log.error(SeccompSetup.logLine(v, jail: name))
+            _ = try? auditStore?.append(AuditEventInput(agent: agentForAudit, kind: "seccomp.violation", runID: auditRunID, payload: [
+                "syscall": .string(v.syscall), "number": .int(Int64(v.number)), "pid": .int(Int64(v.pid)),
+                "response": .string(v.response.rawValue), "profile": .string(seccomp.profileName),
+            ]))
+        }
         var options = SuperviseOptions()
         options.graceMs = r.graceMs
         let result = Supervisor.supervise(jail, options: options)
         notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }
+        if let store, let runID {
+            do { try store.endRun(id: runID, outcome: StoreAccess.outcome(result)) } catch {
+                Log.warning("could not record the end of the run: \(error)")
+            }
+        }
         if !r.quiet {
             Log.info("\(spec.name) \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)")
         }
+        writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: result, failure: nil,
+                    limits: spec.limits)
         return result.exitStatus
+    }
+
+    /// --json-status FD: one JSON object, one line, for runtimes that should not parse
+    /// stderr. Fields: run_id, agent, end (exited|signaled|oom|timeout|setup-failed|
+    /// exec-failed), exit_status, exit_code or signal, message, duration_ms,
+    /// memory_peak_bytes, cpu_usec.
+    static func writeStatus(_ fd: Int32?, runID: String, agent: String?, result: RunResult?, failure: ClawjailError?,
+                            limits: JailSpec.Limits? = nil) {
+        guard let fd else { return }
+        var o: [String: JSONValue] = ["run_id": .string(runID), "agent": agent.map { .string($0) } ?? .null]
+        if let result {
+            o["end"] = .string(result.endKind)
+            o["exit_status"] = .int(Int64(result.exitStatus))
+            switch result.end {
+            case .exited(let c): o["exit_code"] = .int(Int64(c))
+            case .signaled(let s): o["signal"] = .int(Int64(s))
+            default: break
+            }
+            if let limits { o["message"] = .string(result.summary(limits: limits)) }
+            o["duration_ms"] = .int(Int64(result.durationMs))
+            o["memory_peak_bytes"] = result.stats.memoryPeak.map { .int(Int64(clamping: $0)) } ?? .null
+            o["cpu_usec"] = result.stats.cpuUsageMicros.map { .int(Int64(clamping: $0)) } ?? .null
+            o["oom_kills"] = .int(Int64(clamping: result.events.oomKills))
+        } else if let failure {
+            o["end"] = .string("setup-failed")
+            o["exit_status"] = .int(125)
+            o["message"] = .string(failure.description)
+            o["duration_ms"] = .int(0)
+        }
+        let line = ((try? JSONValue.object(o).canonicalText()) ?? "{}") + "\n"
+        try? FD(fd).writeAll(line)
     }
 }

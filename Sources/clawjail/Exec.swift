@@ -26,6 +26,12 @@ struct Exec: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Option(help: ArgumentHelp("Run as a tool run of this agent: its [tools] policy, workspace, protect paths and uid range, recorded in its audit log. Never its credentials.", valueName: "NAME"))
+    var agent: String?
+
+    @Option(name: .customLong("json-status"), help: ArgumentHelp("Write one JSON line with the run id, how it ended, the exit status, resource use and duration to this inherited file descriptor.", valueName: "FD"))
+    var jsonStatus: Int32?
+
     @Option(name: .customLong("config"), help: ArgumentHelp("A tool.toml with workspace, mounts, env, limits, seccomp and network.", valueName: "FILE"))
     var config: String?
 
@@ -85,6 +91,7 @@ struct Exec: ParsableCommand {
         for e in env where !e.contains("=") { throw ValidationError("--env \(e): write NAME=VALUE") }
         if let c = cpu, !(c > 0) { throw ValidationError("--cpu must be a number of cores greater than 0") }
         if let p = pids, p == 0 { throw ValidationError("--pids must be at least 1") }
+        if let fd = jsonStatus, fd < 3 { throw ValidationError("--json-status needs an fd of its own (3 or more): 0-2 belong to the command") }
     }
 
     func run() throws {
@@ -128,6 +135,8 @@ struct Exec: ParsableCommand {
             }
             var request = ToolRunRequest(options: o, layout: global.layout)
             request.toolConfigPath = config
+            request.agentName = agent
+            request.statusFD = jsonStatus
             request.quiet = quiet
             if let g = grace { request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) } }
             return try ToolRun.run(request)
