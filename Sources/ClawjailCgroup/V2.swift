@@ -74,23 +74,25 @@ public struct V2Manager: CgroupManager {
             do { try FileSystem.writeControl(leaf + "/cgroup.procs", "0") } catch {
                 throw cgroupError("cannot move the supervisor into", leaf, error)
             }
-        } else {
-            // Our own top-level directory: its parent must hand the controllers down.
-            enable(in: Paths.dirname(root))
         }
+        enableControllers()
+    }
+
+    private func enableControllers() {
+        // Our own top-level directory: its parent must hand the controllers down.
+        if supervisorLeaf == nil { enable(in: Paths.dirname(root)) }
         enable(in: root)
-        let enabled = (try? FileSystem.readText(root + "/cgroup.subtree_control")) ?? ""
-        for c in ["memory", "pids"] where !enabled.contains(c) {
-            throw ClawjailError(.cgroup, "cgroup v2 controller '\(c)' is not enabled for \(root)",
-                                hint: supervisorLeaf == nil ? "enable it in the parent's cgroup.subtree_control" : "run clawjail from a unit with Delegate=yes")
-        }
+    }
+
+    /// The names in a cgroup.controllers or cgroup.subtree_control file, matched whole
+    /// ("cpu" is not enabled because "cpuset" is).
+    static func controllerNames(in dir: String, _ file: String) -> Set<String> {
+        Set(((try? FileSystem.readText(dir + "/" + file)) ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
     }
 
     private func enable(in dir: String) {
-        let available = ((try? FileSystem.readText(dir + "/cgroup.controllers")) ?? "").split(separator: " ").map {
-            $0.trimmingCharacters(in: "\n")
-        }
-        let enabled = (try? FileSystem.readText(dir + "/cgroup.subtree_control")) ?? ""
+        let available = Self.controllerNames(in: dir, "cgroup.controllers")
+        let enabled = Self.controllerNames(in: dir, "cgroup.subtree_control")
         for c in Self.controllers where available.contains(c) && !enabled.contains(c) {
             // One controller per write, so that a missing one does not block the others.
             try? FileSystem.writeControl(dir + "/cgroup.subtree_control", "+" + c)
@@ -115,6 +117,17 @@ public struct V2Manager: CgroupManager {
                 throw cgroupError("cannot create cgroup", dir, error,
                                   hint: error == .EEXIST ? "a jail named \(name) is running or left over; `clawjail gc` removes leftovers" : nil)
             }
+        }
+        // Now that the jail's directory holds it, nobody can remove root; but another
+        // supervisor may have removed and recreated it (its last jail ended) before it
+        // enabled the controllers again. Enable them once more, then check the jail's own
+        // cgroup.
+        enableControllers()
+        let present = Self.controllerNames(in: dir, "cgroup.controllers")
+        for c in ["memory", "pids"] where !present.contains(c) {
+            try? FileSystem.rmdir(dir)
+            throw ClawjailError(.cgroup, "cgroup v2 controller '\(c)' is not enabled for \(root)",
+                                hint: supervisorLeaf == nil ? "enable it in the parent's cgroup.subtree_control" : "run clawjail from a unit with Delegate=yes")
         }
         do {
             let group = try V2Cgroup.open(name: name, directory: dir, manager: self)
@@ -266,14 +279,5 @@ public struct V2Cgroup: JailCgroup {
             pause(microseconds: attempt < 20 ? 500 : 5000)
         }
         throw cgroupError("cannot remove cgroup", directory, last, hint: "processes are still inside; `clawjail gc` retries")
-    }
-}
-
-extension Substring {
-    func trimmingCharacters(in chars: String) -> String {
-        var s = self
-        while let f = s.first, chars.contains(f) { s.removeFirst() }
-        while let l = s.last, chars.contains(l) { s.removeLast() }
-        return String(s)
     }
 }

@@ -78,6 +78,28 @@ enum RequestTarget {
         }
     }
 
+    /// The host and port of a target that was refused before it parsed (an IP
+    /// literal, a bad port), for the audit record only, never for the client:
+    /// the authority as written, without scheme, path or port, so the log says
+    /// `169.254.169.254` port 80 rather than the whole URL with port 0.
+    static func auditParts(_ s: String, defaultPort: UInt16) -> (host: String, port: UInt16) {
+        var rest = Substring(s)
+        if rest.prefix(7).lowercased() == "http://" { rest = rest.dropFirst(7) }
+        if let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
+        var host = rest
+        var portText: Substring = ""
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+            host = rest[...close]
+            let after = rest[rest.index(after: close)...]
+            if after.hasPrefix(":") { portText = after.dropFirst() }
+        } else if rest.utf8.filter({ $0 == 0x3A }).count == 1, let c = rest.firstIndex(of: ":") {
+            host = rest[..<c]
+            portText = rest[rest.index(after: c)...]
+        }
+        if portText.isEmpty { return (String(host), defaultPort) }
+        return (String(host), UInt16(portText) ?? 0)
+    }
+
     /// `http://authority/path?query` → target and origin-form path.
     static func absolute(_ uri: String) -> Result<(NamedTarget, String), DenyRule> {
         let lower = uri.prefix(8).lowercased()
@@ -290,13 +312,14 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard mode == .forward else { return deny(.badRequest, host: nil, port: nil, auditHost: head.uri, auditPort: 0) }
             switch RequestTarget.authority(Substring(head.uri), defaultPort: nil) {
             case .failure(let rule):
-                return deny(rule, host: nil, port: nil, auditHost: head.uri, auditPort: 0, auditMode: .connect)
+                let (h, p) = RequestTarget.auditParts(head.uri, defaultPort: 0)
+                return deny(rule, host: nil, port: nil, auditHost: h, auditPort: p, auditMode: .connect)
             case .success(let target):
                 if let hostHeader {
                     // A CONNECT Host header without a port names the same authority.
                     guard case .success(let h) = RequestTarget.authority(hostHeader, defaultPort: target.port),
                           h == target else {
-                        return deny(.hostMismatch, host: nil, port: nil, auditHost: head.uri, auditPort: target.port,
+                        return deny(.hostMismatch, host: nil, port: nil, auditHost: target.host, auditPort: target.port,
                                     auditMode: .connect)
                     }
                 }
@@ -319,7 +342,8 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             switch RequestTarget.authority(hostHeader, defaultPort: logicalPort) {
             case .failure(let rule):
-                return deny(rule, host: nil, port: nil, auditHost: String(hostHeader), auditPort: logicalPort)
+                let (h, p) = RequestTarget.auditParts(String(hostHeader), defaultPort: logicalPort)
+                return deny(rule, host: nil, port: nil, auditHost: h, auditPort: p)
             case .success(let t):
                 target = t
                 if mode == .transparent && t.port != logicalPort {
@@ -329,7 +353,8 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             switch RequestTarget.absolute(head.uri) {
             case .failure(let rule):
-                return deny(rule, host: nil, port: nil, auditHost: head.uri, auditPort: 0)
+                let (h, p) = RequestTarget.auditParts(head.uri, defaultPort: 80)
+                return deny(rule, host: nil, port: nil, auditHost: h, auditPort: p)
             case .success(let (t, p)):
                 target = t
                 path = p

@@ -81,7 +81,11 @@ public final class IngressForwarder: Sendable {
                 DispatchQueueLite.run {
                     do { promise.succeed(try connect()) } catch { promise.fail(error) }
                 }
-                return promise.futureResult.flatMap { fd in
+                // The client channel is registered as soon as this initializer returns,
+                // before the connect above can answer; the tunnel is linked and reads are
+                // turned on only once both channels are active. (A read asked for before
+                // a channel is registered is lost, and the tunnel never moved a byte.)
+                promise.futureResult.flatMap { fd in
                     ClientBootstrap(group: client.eventLoop)
                         .channelOption(.allowRemoteHalfClosure, value: true)
                         .channelOption(.autoRead, value: false)
@@ -89,21 +93,25 @@ public final class IngressForwarder: Sendable {
                         .channelOption(.recvAllocator, value: EgressProxy.recvAllocator)
                         .channelInitializer { jail in
                             jail.eventLoop.makeCompletedFuture {
-                                let (record, clientSide) = bound.value
-                                let jailSide = SpliceHandler(direction: .down, record: record)
-                                try jail.pipeline.syncOperations.addHandler(jailSide)
-                                SpliceHandler.link(clientSide, jailSide)
-                                clientSide.kick()
-                                jailSide.kick()
+                                let (record, _) = bound.value
+                                try jail.pipeline.syncOperations.addHandler(SpliceHandler(direction: .down, record: record))
                             }
                         }
                         .withConnectedSocket(fd)
-                        .map { _ in () }
-                }.flatMapErrorThrowing { error in
+                }.flatMapThrowing { jail in
+                    let (_, clientSide) = bound.value
+                    let jailSide = try jail.pipeline.syncOperations.handler(type: SpliceHandler.self)
+                    SpliceHandler.link(clientSide, jailSide)
+                    // From here NIO asks for every read itself; SpliceHandler holds them
+                    // while the other side cannot take more.
+                    try client.syncOptions?.setOption(.autoRead, value: true)
+                    try jail.syncOptions?.setOption(.autoRead, value: true)
+                }.whenFailure { error in
                     audit(IngressEvent(agent: agent, port: port, verdict: "deny", reason: "jail server unreachable: \(error)",
                                        bytesIn: 0, bytesOut: 0, durationMs: 0))
                     client.close(promise: nil)
                 }
+                return client.eventLoop.makeSucceededVoidFuture()
             }
             .withBoundSocket(fd)
             .get()

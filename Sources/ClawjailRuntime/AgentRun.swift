@@ -223,6 +223,10 @@ struct Manifest {
             // Names only: values may be secrets.
             "environment": .array(spec.environment.map { .string($0.name) }),
             "protect": .array(spec.protect.map { .string($0) }),
+            // BEGIN protect hashes (operator commands: Operator/ProtectTree.swift)
+            // SHA-256 of each protected file at run start: which SOUL.md did this run have?
+            "protect_hashes": ProtectHashes.manifestValue(spec: spec),
+            // END protect hashes
         ])
         let text = (try? value.canonicalText()) ?? "{}"
         let digest = SHA256.hash(data: Array(text.utf8))

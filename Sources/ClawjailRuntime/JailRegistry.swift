@@ -23,9 +23,21 @@ public enum JailRegistry {
     public static func acquire(_ name: String, kind: JailSpec.Kind, layout: HostLayout) throws(ClawjailError) -> FileLock {
         try layout.ensureRunDirectories()
         let p = path(name, layout: layout)
-        let lock: FileLock?
-        do { lock = try FileLock.tryExclusive(p) } catch {
-            throw ClawjailError(.setup, "cannot lock \(p)", cause: error)
+        var lock: FileLock?
+        // release() unlinks the file before closing it, so the file we locked may have
+        // been unlinked meanwhile: only a lock on the inode that is still at the path
+        // counts. Retry (bounded) when they differ.
+        for _ in 0..<8 {
+            do { lock = try FileLock.tryExclusive(p) } catch {
+                throw ClawjailError(.setup, "cannot lock \(p)", cause: error)
+            }
+            guard let l = lock else { break }
+            if let held = try? l.fd.stat(), let onDisk = try? FileSystem.stat(p), held.inode == onDisk.inode,
+               held.device == onDisk.device {
+                break
+            }
+            l.release()
+            lock = nil
         }
         guard let lock else {
             let holder = read(name, layout: layout).map { " (supervisor pid \($0.supervisorPid))" } ?? ""

@@ -218,7 +218,7 @@ public enum Launcher {
     }
 
     /// The rlimit policy (documented in the README): no core dumps; open files from
-    /// the config; processes per user capped at the pids limit, so a fork bomb meets a
+    /// the config; processes per user capped just above the pids limit, so a fork bomb meets a
     /// wall even where the pids controller is missing; file size from the config
     /// (unlimited by default: the memory and tmpfs limits bound what a jail can fill).
     static func rlimits(_ l: JailSpec.Limits) -> [(Int32, UInt64, UInt64, String)] {
@@ -226,7 +226,9 @@ public enum Launcher {
         var out: [(Int32, UInt64, UInt64, String)] = [
             (Int32(RLIMIT_CORE.rawValue), 0, 0, "RLIMIT_CORE"),
             (Int32(RLIMIT_NOFILE.rawValue), l.openFiles, l.openFiles, "RLIMIT_NOFILE (open_files)"),
-            (cj_rlimit_nproc(), l.pids, l.pids, "RLIMIT_NPROC (pids)"),
+            // A little above pids.max, so that the cgroup is the limit that fires (and is
+            // counted in pids.events); NPROC only backs it up.
+            (cj_rlimit_nproc(), l.pids + 8, l.pids + 8, "RLIMIT_NPROC (pids + 8)"),
         ]
         if let f = l.fileSize {
             out.append((Int32(RLIMIT_FSIZE.rawValue), f, f, "RLIMIT_FSIZE (file_size)"))

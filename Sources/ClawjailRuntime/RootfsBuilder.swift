@@ -59,8 +59,10 @@ struct RootfsBuilder {
         }
     }
 
-    func closeAll() {
+    /// Closes every fd this builder opened, once: the numbers are reused right after.
+    mutating func closeAll() {
         for fd in openFDs { fd.close() }
+        openFDs = []
     }
 
     // MARK: base

@@ -22,6 +22,8 @@ enum SeccompSetup {
             let selection = try SeccompCache(directory: layout.cacheDirectory + "/seccomp")
                 .select(nameOrPath: spec.seccompProfile, searchPaths: layout.profileSearchPath,
                         violationMode: spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:)))
+            Log.debug("seccomp: profile \(selection.profileName) (\(selection.filter.instructionCount) instructions, "
+                      + (selection.fromIndex ? "from the index" : "parsed") + ", hash \(selection.contentHash.prefix(12)))")
             return SeccompChoice(filter: selection.filter, policy: selection.policy, profileName: selection.profileName)
         } catch let e as ClawjailError {
             throw e

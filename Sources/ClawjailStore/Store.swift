@@ -75,6 +75,32 @@ public final class Store: Sendable {
         }
     }
 
+    // BEGIN read-only open (added for `clawjail doctor`, Operator/Doctor.swift)
+    /// Opens an existing database for reading only: no directory or file is created,
+    /// no permission is changed and no migration runs, so a check can inspect a state
+    /// directory exactly as it is. Fails when the database does not exist.
+    public static func openReadOnly(directory: String = Store.defaultDirectory) throws -> Store {
+        var dir = directory
+        while dir.count > 1, dir.hasSuffix("/") { dir.removeLast() }
+        let path = dir + "/" + databaseFileName
+        do {
+            var config = Configuration()
+            config.label = "clawjail.store.readonly"
+            config.readonly = true
+            config.busyMode = .timeout(busyTimeoutSeconds)
+            config.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA trusted_schema = OFF")
+                // Without it, closing the last connection removes and recreates the -wal file.
+                try Self.persistWAL(db)
+            }
+            return Store(directory: dir, databasePath: path, notices: [],
+                         dbQueue: try DatabaseQueue(path: path, configuration: config))
+        } catch {
+            throw StoreError.wrap(error, while: "opening the state database read-only", path: path)
+        }
+    }
+    // END read-only open
+
     /// Closes the connection now rather than when the store is released.
     public func close() throws {
         do {

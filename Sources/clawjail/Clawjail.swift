@@ -17,9 +17,18 @@ struct Clawjail: ParsableCommand {
           clawjail exec --workspace DIR -- CMD [ARG...]
                                              run one tool command in a fresh, stricter jail
 
+        Operate many agents (one systemd unit each, clawjail@NAME):
+          clawjail ps, stats NAME, logs NAME  what runs, what it uses, what it did
+          clawjail stop NAME, kill NAME       orderly stop, emergency stop
+          clawjail audit verify|export        check the audit log, ship it off
+          clawjail protect snapshot|diff|restore NAME
+                                             known-good memory and skill files
+          clawjail doctor [--fix]             check the host's hardening
+
         Run `clawjail help SUBCOMMAND` for the options of each command.
         """,
-        subcommands: [Run.self, Exec.self, Check.self, Kill.self, GC.self])
+        subcommands: [Run.self, Exec.self, Check.self, PsCommand.self, StatsCommand.self, LogsCommand.self,
+                      StopCommand.self, Kill.self, AuditCommand.self, ProtectCommand.self, DoctorCommand.self, GC.self])
 }
 
 /// Options every subcommand that touches state shares.

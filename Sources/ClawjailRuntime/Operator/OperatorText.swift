@@ -24,6 +24,10 @@ public enum OperatorText {
     /// 43_253_760 -> "41.2M"; binary units, one decimal below 100.
     public static func bytes(_ n: UInt64) -> String {
         if n < 1024 { return "\(n)B" }
+        // Limits are usually exact: "1G", not "1.0G".
+        for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] as [(UInt64, String)] where n % (1 << shift) == 0 {
+            return "\(n >> shift)\(unit)"
+        }
         var value = Double(n)
         for unit in ["K", "M", "G", "T"] {
             value /= 1024
