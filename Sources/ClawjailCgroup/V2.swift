@@ -173,6 +173,17 @@ public struct V2Manager: CgroupManager {
     }
 }
 
+extension Cgroups {
+    /// A v2 jail cgroup found by its directory (from the jail registry) rather than by a
+    /// manager's layout: a jail inside another unit's delegated cgroup.
+    public static func openV2(path: String) -> (any JailCgroup)? {
+        guard FileSystem.exists(path + "/cgroup.kill") || FileSystem.exists(path + "/cgroup.events") else { return nil }
+        let parent = Paths.dirname(path)
+        let manager = V2Manager(root: parent, supervisorLeaf: parent + "/supervisor")
+        return try? V2Cgroup.open(name: Paths.basename(path), directory: path, manager: manager)
+    }
+}
+
 public struct V2Cgroup: JailCgroup {
     public let name: String
     let directory: String

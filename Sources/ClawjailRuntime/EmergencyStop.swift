@@ -21,10 +21,15 @@ public enum EmergencyStop {
 
     public static func killAll(layout: HostLayout) throws(ClawjailError) -> Report {
         let cgroups = try Cgroups.detect()
-        let names = cgroups.jailNames()
         let start = ProcessInfoLite.monotonicNanoseconds
+        var names = cgroups.jailNames()
+        // Jails this manager does not see (inside another unit's delegated cgroup),
+        // from the registry of live supervisors.
+        let elsewhere = JailRegistry.running(layout: layout).filter { !names.contains($0.name) && !$0.cgroupPaths.isEmpty }
+        names += elsewhere.map(\.name)
         for n in names { try? FileSystem.writeAtomically(markerPath(n, layout: layout), Array("all\n".utf8)) }
-        let count = try cgroups.killEverything()
+        var count = try cgroups.killEverything()
+        for e in elsewhere { count += killByPath(e.cgroupPaths) }
         let elapsed = Double(ProcessInfoLite.monotonicNanoseconds - start) / 1e6
         let report = Report(jails: names, processes: count, elapsedMs: elapsed)
         audit(report, agent: "", all: true, layout: layout)
@@ -33,16 +38,40 @@ public enum EmergencyStop {
 
     public static func kill(_ name: String, layout: HostLayout) throws(ClawjailError) -> Report {
         let cgroups = try Cgroups.detect()
-        guard let group = cgroups.open(name: name) else {
+        let start = ProcessInfoLite.monotonicNanoseconds
+        let count: Int
+        if let group = cgroups.open(name: name) {
+            try? FileSystem.writeAtomically(markerPath(name, layout: layout), Array("one\n".utf8))
+            count = group.processes().count
+            try group.killAll()
+        } else if let entry = JailRegistry.read(name, layout: layout), JailRegistry.isAlive(name, layout: layout),
+                  !entry.cgroupPaths.isEmpty {
+            try? FileSystem.writeAtomically(markerPath(name, layout: layout), Array("one\n".utf8))
+            count = killByPath(entry.cgroupPaths)
+        } else {
             throw ClawjailError(.notFound, "no running jail named \(name)", hint: "`clawjail ps` lists the running jails")
         }
-        let start = ProcessInfoLite.monotonicNanoseconds
-        try? FileSystem.writeAtomically(markerPath(name, layout: layout), Array("one\n".utf8))
-        let count = group.processes().count
-        try group.killAll()
         let report = Report(jails: [name], processes: count, elapsedMs: Double(ProcessInfoLite.monotonicNanoseconds - start) / 1e6)
         audit(report, agent: name.hasPrefix("exec-") ? "" : name, all: false, layout: layout)
         return report
+    }
+
+    /// Kills the processes of cgroup directories given by path: cgroup.kill where the
+    /// kernel has it (v2), else each listed pid through a pidfd.
+    static func killByPath(_ paths: [String]) -> Int {
+        var count = 0
+        for p in paths {
+            let pids = ((try? FileSystem.readText(p + "/cgroup.procs")) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+            count += pids.count
+            if (try? FileSystem.writeControl(p + "/cgroup.kill", "1")) != nil { continue }
+            for pid in pids {
+                if let pfd = try? PidFD.open(pid) {
+                    try? pfd.signal(SIGKILL)
+                    pfd.close()
+                }
+            }
+        }
+        return count
     }
 
     /// The supervisor side: true (and the marker removed) when `clawjail kill` did it.

@@ -15,6 +15,7 @@ public enum JailRegistry {
         public var supervisorPid: pid_t
         public var kind: String
         public var startedAtMs: Int64
+        public var cgroupPaths: [String] = []
     }
 
     static func path(_ name: String, layout: HostLayout) -> String { "\(layout.jailDirectory)/\(name).lock" }
@@ -50,16 +51,27 @@ public enum JailRegistry {
         return lock
     }
 
+    /// Appends the jail's cgroup directories to its record, so that `kill`, `ps` and
+    /// `gc` find it even where no manager would look (a jail inside another unit's
+    /// delegated cgroup, for one).
+    static func recordCgroup(_ lock: FileLock, paths: [String]) {
+        _ = lseek(lock.fd.rawValue, 0, SEEK_END)
+        _ = try? lock.fd.writeAll(paths.map { "cgroup \($0)\n" }.joined())
+    }
+
     public static func release(_ lock: FileLock, name: String, layout: HostLayout) {
         try? FileSystem.unlink(path(name, layout: layout))
         lock.release()
     }
 
     static func read(_ name: String, layout: HostLayout) -> Entry? {
-        guard let text = try? FileSystem.readText(path(name, layout: layout), limit: 256) else { return nil }
-        let f = text.split(separator: " ").map { $0.trimmingCharacters(in: "\n") }
+        guard let text = try? FileSystem.readText(path(name, layout: layout), limit: 8192) else { return nil }
+        let lines = text.split(separator: "\n")
+        guard let first = lines.first else { return nil }
+        let f = first.split(separator: " ").map(String.init)
         guard f.count >= 3, let pid = pid_t(f[0]), let ms = Int64(f[2]) else { return nil }
-        return Entry(name: name, supervisorPid: pid, kind: f[1], startedAtMs: ms)
+        let paths = lines.dropFirst().filter { $0.hasPrefix("cgroup /") }.map { String($0.dropFirst(7)) }
+        return Entry(name: name, supervisorPid: pid, kind: f[1], startedAtMs: ms, cgroupPaths: paths)
     }
 
     public static func isAlive(_ name: String, layout: HostLayout) -> Bool {

@@ -141,6 +141,7 @@ public enum Launcher {
         let limits = CgroupLimits(memoryBytes: spec.limits.memory, pids: spec.limits.pids, cpuCores: spec.limits.cpu,
                                   ioWeight: spec.limits.ioWeight)
         let cgroup = try request.cgroups.create(name: spec.name, limits: limits)
+        JailRegistry.recordCgroup(lock, paths: cgroup.paths)
         if let target = cgroup.cloneTarget { plan.raw.pointee.cgroup_fd = target.rawValue }
 
         var result = cj_spawn_result()

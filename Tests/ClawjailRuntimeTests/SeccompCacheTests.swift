@@ -123,28 +123,4 @@ struct SeccompCacheTests {
         #expect(throws: ClawjailError.self) { try SeccompCache(directory: cacheDir).load(try SeccompFixtures.load("tool")) }
     }
 
-    @Test func measureCacheHitLoad() throws {
-        let dir = try SeccompFixtures.tempDir("cache-time")
-        defer { SeccompFixtures.remove(dir) }
-        let cache = SeccompCache(directory: dir + "/c")
-        for name in ["agent", "tool"] {
-            var parse: [Double] = []
-            var hit: [Double] = []
-            _ = try cache.load(try SeccompFixtures.load(name))
-            for _ in 0..<30 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                let profile = try SeccompFixtures.load(name)
-                let t1 = DispatchTime.now().uptimeNanoseconds
-                let r = try cache.load(profile)
-                let t2 = DispatchTime.now().uptimeNanoseconds
-                #expect(r.outcome == .hit)
-                parse.append(Double(t1 - t0) / 1e3)
-                hit.append(Double(t2 - t1) / 1e3)
-            }
-            parse.sort()
-            hit.sort()
-            print("seccomp-measure cache \(name): profile load+resolve median \(Int(parse[15])) µs, "
-                  + "cache hit (key + read + verify) median \(Int(hit[15])) µs")
-        }
-    }
 }

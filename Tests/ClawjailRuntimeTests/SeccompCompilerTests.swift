@@ -62,26 +62,4 @@ struct SeccompCompilerTests {
         #expect(Array(bpf[28..<32]) == [0xFF, 0x0F, 0x05, 0x00])
     }
 
-    /// Prints compile time and size; the issue asks to keep both low and measured.
-    @Test func measureCompileTimeAndSize() throws {
-        var profiles = [try SeccompFixtures.load("agent"), try SeccompFixtures.load("tool")]
-        if SeccompFixtures.dockerProfileAvailable {
-            profiles.append(try SeccompDockerReference(path: SeccompFixtures.dockerProfile).asProfile())
-        }
-        for profile in profiles {
-            var times: [Double] = []
-            var filter: CompiledFilter?
-            for _ in 0..<15 {
-                let start = DispatchTime.now().uptimeNanoseconds
-                filter = try SeccompCompiler.compile(profile)
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
-            }
-            times.sort()
-            let f = try #require(filter)
-            print("seccomp-measure compile \(profile.name): \(f.instructionCount) instructions, "
-                  + "median \(String(format: "%.2f", times[times.count / 2])) ms, min \(String(format: "%.2f", times[0])) ms "
-                  + "(\(profile.allowed.count) plain allows, \(profile.rules.count) rules)")
-            #expect(f.instructionCount <= SeccompCompiler.maxInstructions)
-        }
-    }
 }

@@ -244,30 +244,6 @@ struct SeccompKernelTests {
         notifier.stop()
     }
 
-    /// Attach cost per filter, measured in seccomp-load around the seccomp() call.
-    @Test func measureAttachCost() throws {
-        let (probe, loader) = try probes()
-        let dir = try SeccompFixtures.tempDir("attach")
-        defer { SeccompFixtures.remove(dir) }
-        var profiles = [try SeccompFixtures.load("agent"), try SeccompFixtures.load("tool")]
-        if SeccompFixtures.dockerProfileAvailable {
-            profiles.append(try SeccompDockerReference(path: SeccompFixtures.dockerProfile).asProfile())
-        }
-        for profile in profiles {
-            let filter = try SeccompCompiler.compile(profile)
-            try SeccompFixtures.writeFilter(filter, to: dir + "/f.bpf")
-            var ns: [Int] = []
-            for _ in 0..<15 {
-                let r = try SeccompFixtures.run([loader, dir + "/f.bpf", probe, "--bad"], environment: ["SECCOMP_LOAD_TIMING=1"])
-                if let range = r.output.range(of: "attached in "),
-                   let v = Int(r.output[range.upperBound...].prefix { $0.isNumber }) { ns.append(v) }
-            }
-            ns.sort()
-            guard !ns.isEmpty else { continue }
-            print("seccomp-measure attach \(profile.name): \(filter.instructionCount) instructions, "
-                  + "seccomp() median \(ns[ns.count / 2] / 1000) µs, min \(ns[0] / 1000) µs")
-        }
-    }
 
     static let keepAlive = Mutex<[SeccompNotifier]>([])
 }

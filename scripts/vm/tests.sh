@@ -470,6 +470,24 @@ t_delegated_layout() {
     bg=""
     want_eq "$rc" 0 "second run: exit status" || return 1
     gone "$dir" || { why="second run: $dir still exists after the run"; return 1; }
+
+    # From outside the unit, ps shows the jail and kill --all finds it through the
+    # jail registry (no manager would look inside another unit's cgroup).
+    sh -c 'echo $$ >"$1/supervisor/cgroup.procs" && exec "$2" exec -- /bin/sh -c "echo ready; sleep 30"' \
+        sh "$unit" "$CJ" >"$T/jail3.out" 2>"$T/jail3.err" &
+    sup=$!
+    bg=$sup
+    wait_until 20000 file_has "$T/jail3.out" ready || { why="the third jail did not start"; return 1; }
+    dir=$(jail_dir "$unit")
+    "$CJ" ps >"$T/ps.out" 2>&1
+    grep -q "${dir##*/}.*running" "$T/ps.out" || { why="ps from outside the unit: $(cat "$T/ps.out")"; return 1; }
+    "$CJ" kill --all >"$T/kill.out" 2>&1
+    grep -q "killed 1 jail" "$T/kill.out" || { why="kill --all from outside the unit: $(cat "$T/kill.out")"; return 1; }
+    wait "$sup"
+    rc=$?
+    bg=""
+    want_eq "$rc" 137 "killed jail's exit status" || return 1
+    gone "$dir" || { why="$dir still exists after kill --all"; return 1; }
     rmdir "$unit/supervisor" "$unit" || { why="cannot remove $unit: $(ls "$unit" | tr '\n' ' ')"; return 1; }
 }
 

@@ -102,7 +102,8 @@ public enum JailStatus {
                       runID: run?.id.rawValue, manifest: run.flatMap { try? JSONValue.parse($0.manifestJSON) },
                       status: "running")
         if e.agent == "" { e.agent = nil }
-        let group = reg.kind == "restore" ? nil : cgroups?.open(name: reg.name)
+        let group = reg.kind == "restore" ? nil
+            : cgroups?.open(name: reg.name) ?? reg.cgroupPaths.first.flatMap { Cgroups.openV2(path: $0) }
         if let group {
             e.stats = group.stats()
             e.events = group.events()
