@@ -78,6 +78,8 @@ public struct AgentConfig: Sendable {
     public var credentials: Bind?
     public var protect: [String] = []
     public var limits = Limits()
+    /// `preset = "openclaw"`: defaults for that runtime (see Presets.swift).
+    public var preset: String?
     public var seccompProfile: String?
     /// Overrides the profile's own on_violation: "errno", "log" or "kill".
     public var seccompOnViolation: String?
@@ -266,6 +268,15 @@ struct ConfigDecoder {
                 if let ing = decodeIngress(t, index: i + 1) { c.ingress.append(ing) }
             }
             if let t = top.table("tools") { c.tools = decodeTools(t) }
+        }
+        if isAgent, let (p, loc) = top.string("preset") {
+            if let preset = Preset.all[p] {
+                c.preset = p
+                apply(preset, explicit: Set(root.keys), to: &c, location: loc)
+            } else {
+                diagnostics.error(loc, "preset '\(p)' is not known",
+                                  hint: "known presets: " + Preset.all.keys.sorted().joined(separator: ", "))
+            }
         }
         top.finish()
         crossCheck(&c)
@@ -654,6 +665,16 @@ struct ConfigDecoder {
         }
         // Reported at the repeat, like mount targets, so the position points at what to remove.
         var ports: [UInt16: SourceLocation?] = [:]
+        // Ingress connections come from the veth peer (10.200.0.1), never from loopback:
+        // a server told to listen on 127.0.0.1 (the Clawdbot default that made proxied
+        // requests look local) cannot be reached, and should not be.
+        if !c.ingress.isEmpty {
+            let values = c.command + Array(c.env.values)
+            if values.contains(where: { $0.contains("127.0.0.1") || $0.contains("localhost") || $0.contains("[::1]") }) {
+                diagnostics.warn(c.ingress.first?.location, "the command or env mentions 127.0.0.1/localhost, but ingress reaches the agent from \(NetworkLayout.peerAddress), not from loopback",
+                                 hint: "make the agent's server listen on 0.0.0.0 (safe inside the jail) or on \(NetworkLayout.jailAddress)")
+            }
+        }
         for ing in c.ingress {
             if let first = ports[ing.port] {
                 let at = first.map { " (first used at \($0))" } ?? ""

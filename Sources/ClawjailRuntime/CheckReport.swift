@@ -22,6 +22,9 @@ public enum CheckReport {
         let config = try loadAgentConfig(configPath, layout: layout)
         let spec = JailSpec.forAgent(config, hostEnvironment: ProcessInfoLite.environment())
         var out = render(spec, ids: ids, file: configPath)
+        if let p = config.preset, let preset = Preset.all[p] {
+            out += "  preset       \(p): \(preset.summary) (keys written in the file win)\n"
+        }
         if !config.tools.limits.isEmpty || config.tools.profile != nil || config.tools.network != nil {
             let t = config.tools
             var parts: [String] = ["profile \(t.profile ?? Defaults.toolProfile)", "network \(t.network?.rawValue ?? "none")"]
