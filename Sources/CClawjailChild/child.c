@@ -90,6 +90,16 @@ static int mkdir_p(const char *path, mode_t mode, int skip_last) {
         return len == 0 ? 0 : -1;
     }
     memcpy(buf, path, len + 1);
+    if (skip_last) {
+        char *slash = strrchr(buf, '/');
+        if (slash == NULL) return 0;
+        *slash = '\0';
+        len = (size_t)(slash - buf);
+    }
+    /* Most calls need one directory whose parent exists: try that first. */
+    if (mkdir(buf, mode) == 0 || errno == EEXIST) return 0;
+    if (errno != ENOENT) return -1;
+    skip_last = 0;
     for (size_t i = 1; i <= len; i++) {
         if (buf[i] != '/' && buf[i] != '\0') continue;
         if (buf[i] == '\0' && skip_last) break;
@@ -221,14 +231,29 @@ static int run_op(const struct cj_op *op) {
 
 /* ---------------------------------------------------------------- process setup */
 
+/* Back to default dispositions and an empty mask. The Swift runtime installs handlers
+ * (and SIG_IGN for SIGPIPE) on standard signals only; real-time signals keep their
+ * default, so 1..31 is the whole job. */
 static void reset_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++) {
+    for (int s = 1; s < 32; s++) {
         if (s == SIGKILL || s == SIGSTOP) continue;
-        (void)sigaction(s, &sa, NULL); /* glibc refuses its two internal signals; that is fine */
+        (void)sigaction(s, &sa, NULL);
     }
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* The command inherits init's state: only what init changed needs undoing (the
+ * forwarding handlers; handlers are reset by execve anyway, but the mask is not). */
+static void reset_forwarded(const struct cj_plan *p) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int i = 0; i < p->n_forward_signals; i++) (void)sigaction(p->forward_signals[i], &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
@@ -317,7 +342,7 @@ static void exec_command(const struct cj_plan *p) {
 }
 
 static _Noreturn void command_main(const struct cj_plan *p, int report_fd) {
-    reset_signals();
+    reset_forwarded(p);
     if (setsid() < 0) fail(report_fd, CJ_STAGE_SETSID, -1);
     if (chdir(p->cwd) < 0) fail(report_fd, CJ_STAGE_CHDIR_CWD, -1);
     /* Only 0-2 survive execve: the report pipe is CLOEXEC, everything else closes now
@@ -365,6 +390,16 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     reset_signals();
     scrub_cmdline(p);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_PDEATHSIG, -1);
+    /* Join the jail's v1 cgroups ourselves, while the parent writes the id maps. Still
+     * the parent's credentials here, and the fds were opened by root. */
+    for (int i = 0; i < p->n_cgroup_join_fds; i++) {
+        ssize_t w;
+        do {
+            w = write(p->cgroup_join_fds[i], "0", 1);
+        } while (w < 0 && errno == EINTR);
+        if (w != 1) fail(report_fd, CJ_STAGE_CGROUP_JOIN, i);
+        close(p->cgroup_join_fds[i]);
+    }
 
     /* Wait while the parent writes the id maps, joins cgroups and wires the network.
      * EOF means it gave up (or died): leave without a word. */
@@ -419,7 +454,7 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
                                      SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
               0, 0, 0) < 0)
         fail(report_fd, CJ_STAGE_SECUREBITS, -1);
-    for (int cap = 0; cap <= 63; cap++) {
+    for (int cap = 0; cap <= p->cap_last_cap; cap++) {
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(report_fd, CJ_STAGE_CAPBSET, cap);
     }
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_AMBIENT, -1);
@@ -573,6 +608,7 @@ struct cj_plan *cj_plan_new(void) {
     p->cgroup_fd = -1;
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->no_new_privs = 1;
+    p->cap_last_cap = 63;
     return p;
 }
 

@@ -72,6 +72,10 @@ public protocol JailCgroup: Sendable {
     var cloneTarget: FD? { get }
     /// Places a process (the jail's init, still waiting on its sync pipe).
     func join(pid: pid_t) throws(ClawjailError)
+    /// Files a process can write "0" to in order to move itself (v1 `tasks`), which the
+    /// kernel does without the global lock a move by another process needs; empty when
+    /// the child is placed by clone3 (v2).
+    var selfJoinFiles: [String] { get }
     /// Every process in the cgroup, as listed by the kernel.
     func processes() -> [pid_t]
     /// Kills every process in the jail at once, whatever sessions or parents they have.

@@ -42,9 +42,18 @@ public struct V1Manager: CgroupManager {
 
     public func create(name: String, limits: CgroupLimits) throws(ClawjailError) -> any JailCgroup {
         var made: [String] = []
-        let group = V1Cgroup(name: name, manager: self)
+        // Only the hierarchies a limit or the supervisor needs: every memcg and cgroup
+        // directory costs a mkdir and an rmdir on each run.
+        let roots = hierarchies.filter { h in
+            if h.controllers.contains("memory") || h.controllers.contains("pids") || h.controllers.contains("freezer")
+                || h.controllers.contains("cpuacct") { return true }
+            if h.controllers.contains("cpu") { return limits.cpuQuotaMicros != nil }
+            if h.controllers.contains("blkio") { return limits.ioWeight != nil }
+            return false
+        }.map(\.root)
+        let group = V1Cgroup(name: name, manager: self, roots: roots)
         func undo() { for d in made.reversed() { try? FileSystem.rmdir(d) } }
-        for (_, root) in hierarchies {
+        for root in roots {
             let base = "\(root)/\(parent)"
             let dir = "\(base)/\(name)"
             do {
@@ -83,13 +92,14 @@ public struct V1Manager: CgroupManager {
 
     /// Removes the `clawjail` parents when no jail is left in them (EBUSY otherwise,
     /// which is fine): nothing of clawjail stays on the host between runs.
-    func removeEmptyParents() {
-        for (_, root) in hierarchies { try? FileSystem.rmdir("\(root)/\(parent)") }
+    func removeEmptyParents(_ roots: [String]) {
+        for root in roots { try? FileSystem.rmdir("\(root)/\(parent)") }
     }
 
     public func open(name: String) -> (any JailCgroup)? {
-        guard let d = directory("memory", name) ?? directory("pids", name), FileSystem.exists(d) else { return nil }
-        return V1Cgroup(name: name, manager: self)
+        let roots = hierarchies.map(\.root).filter { FileSystem.exists("\($0)/\(parent)/\(name)") }
+        guard !roots.isEmpty else { return nil }
+        return V1Cgroup(name: name, manager: self, roots: roots)
     }
 
     /// Freezes the common parent (the v1 freezer is hierarchical, so every jail stops
@@ -136,12 +146,18 @@ public struct V1Manager: CgroupManager {
 public struct V1Cgroup: JailCgroup {
     public let name: String
     let manager: V1Manager
+    /// The hierarchy mount points this jail has a directory in.
+    let roots: [String]
 
     public var cloneTarget: FD? { nil }
+    public var selfJoinFiles: [String] { paths.map { $0 + "/tasks" } }
 
-    public var paths: [String] { manager.hierarchies.map { "\($0.root)/\(manager.parent)/\(name)" } }
+    public var paths: [String] { roots.map { "\($0)/\(manager.parent)/\(name)" } }
 
-    func dir(_ controller: String) -> String? { manager.directory(controller, name) }
+    func dir(_ controller: String) -> String? {
+        guard let root = manager.mounts[controller], roots.contains(root) else { return nil }
+        return "\(root)/\(manager.parent)/\(name)"
+    }
 
     func write(_ controller: String, _ file: String, _ value: String, optional: Bool = false) throws(ClawjailError) {
         guard let d = dir(controller) else { return }
@@ -263,7 +279,7 @@ public struct V1Cgroup: JailCgroup {
                 }
             }
             if lastError == nil {
-                manager.removeEmptyParents()
+                manager.removeEmptyParents(roots)
                 return
             }
             pause(microseconds: attempt < 20 ? 500 : 5000)

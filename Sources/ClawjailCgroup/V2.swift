@@ -200,6 +200,7 @@ public struct V2Cgroup: JailCgroup {
     }
 
     public var cloneTarget: FD? { fd }
+    public var selfJoinFiles: [String] { [] }
     public var paths: [String] { [directory] }
 
     func write(_ file: String, _ value: String, optional: Bool = false) throws(ClawjailError) {

@@ -49,6 +49,10 @@ public struct HostLayout: Sendable {
     /// Creates the run directory tree (idempotent). The staging mount point must be
     /// reachable by the jail's unprivileged root, hence 0755 all the way.
     public func ensureRunDirectories() throws(ClawjailError) {
+        // Already there on every run but the first: two stats instead of a dozen mkdirs.
+        if (try? FileSystem.stat(stagingRoot))?.isDirectory == true, (try? FileSystem.stat(jailDirectory))?.isDirectory == true {
+            return
+        }
         for (dir, mode) in [(runDirectory, mode_t(0o755)), (stagingRoot, 0o755), (lockDirectory, 0o700), (jailDirectory, 0o700)] {
             do {
                 try FileSystem.mkdirs(dir, mode: mode)

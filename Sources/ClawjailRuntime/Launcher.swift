@@ -143,6 +143,21 @@ public enum Launcher {
         let cgroup = try request.cgroups.create(name: spec.name, limits: limits)
         JailRegistry.recordCgroup(lock, paths: cgroup.paths)
         if let target = cgroup.cloneTarget { plan.raw.pointee.cgroup_fd = target.rawValue }
+        var joinFDs: [FD] = []
+        defer { for f in joinFDs { f.close() } }
+        if cgroup.cloneTarget == nil {
+            for path in cgroup.selfJoinFiles.prefix(Int(8)) {
+                do { joinFDs.append(try FileSystem.open(path, O_WRONLY)) } catch {
+                    try? cgroup.destroy()
+                    throw ClawjailError(.cgroup, "cannot open \(path)", cause: error)
+                }
+            }
+            withUnsafeMutableBytes(of: &plan.raw.pointee.cgroup_join_fds) { buf in
+                let fds = buf.bindMemory(to: Int32.self)
+                for (i, f) in joinFDs.enumerated() { fds[i] = f.rawValue }
+            }
+            plan.raw.pointee.n_cgroup_join_fds = Int32(joinFDs.count)
+        }
 
         var result = cj_spawn_result()
         let rc = cj_spawn(plan.raw, &result)
@@ -160,7 +175,7 @@ public enum Launcher {
         lockHandedOver = true
         do {
             try writeIdMaps(pid: result.pid, ids: request.ids)
-            if cgroup.cloneTarget == nil { try cgroup.join(pid: result.pid) }
+            if cgroup.cloneTarget == nil && joinFDs.isEmpty { try cgroup.join(pid: result.pid) }
             for h in request.hooks { try h.childCreated(pid: result.pid) }
             // Release the child.
             var go: UInt8 = 0x47
@@ -193,6 +208,7 @@ public enum Launcher {
         try plan.setEnvironment(spec.environment.map { "\($0.name)=\($0.value)" })
         plan.setString(\.path_search, spec.environment.first { $0.name == "PATH" }?.value ?? Defaults.path)
         p.pointee.loopback_up = 1
+        p.pointee.cap_last_cap = capLastCap
         for (resource, soft, hard, name) in rlimits(spec.limits) {
             try plan.addRlimit(resource, soft: soft, hard: hard, name: name)
         }
@@ -206,6 +222,12 @@ public enum Launcher {
         for op in ops { try plan.add(op) }
         return plan
     }
+
+    /// The highest capability this kernel knows; the bounding set is emptied up to it.
+    static let capLastCap: Int32 = {
+        let text = (try? FileSystem.readText("/proc/sys/kernel/cap_last_cap", limit: 16)) ?? ""
+        return Int32(text.split(separator: "\n").first ?? "") ?? 63
+    }()
 
     /// arg_start..env_end of this process (fields 48-51 of /proc/self/stat).
     static func argumentArea() -> (UInt, Int)? {
@@ -325,6 +347,7 @@ public enum Launcher {
         case Int(CJ_STAGE_STDIO.rawValue): return "setting up stdin/stdout/stderr"
         case Int(CJ_STAGE_CLOSE_FDS.rawValue): return "closing inherited fds"
         case Int(CJ_STAGE_EXEC.rawValue): return "execve"
+        case Int(CJ_STAGE_CGROUP_JOIN.rawValue): return "joining cgroup \(op)"
         default: return "stage \(stage)"
         }
     }

@@ -50,18 +50,26 @@ struct GlobalOptions: ParsableArguments {
 /// Runs a body that may throw a ClawjailError and turns the error into one clear line
 /// and the right exit status.
 func runOrExit(_ body: () throws -> Int32) throws -> Never {
+    throw ExitCode(exitStatus(body))
+}
+
+/// The body's status, or the status its error maps to (64 usage, 78 config, 125 any
+/// other failure of clawjail itself), with the error printed as one clear line.
+func exitStatus(_ body: () throws -> Int32) -> Int32 {
     do {
-        let status = try body()
-        throw ExitCode(status)
+        return try body()
     } catch let e as ClawjailError {
         Log.error(e.description)
         switch e.code {
-        case .usage: throw ExitCode(64)
-        case .config: throw ExitCode(78)
-        default: throw ExitCode(125)
+        case .usage: return 64
+        case .config: return 78
+        default: return 125
         }
     } catch let e as ConfigError {
         Log.error("invalid configuration:\n" + e.description)
-        throw ExitCode(78)
+        return 78
+    } catch {
+        Log.error("\(error)")
+        return 125
     }
 }

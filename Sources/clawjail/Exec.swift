@@ -87,60 +87,105 @@ struct Exec: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        if command.isEmpty { throw ValidationError("no command given: write clawjail exec [OPTIONS] -- CMD [ARG...]") }
-        for e in env where !e.contains("=") { throw ValidationError("--env \(e): write NAME=VALUE") }
-        if let c = cpu, !(c > 0) { throw ValidationError("--cpu must be a number of cores greater than 0") }
-        if let p = pids, p == 0 { throw ValidationError("--pids must be at least 1") }
-        if let fd = jsonStatus, fd < 3 { throw ValidationError("--json-status needs an fd of its own (3 or more): 0-2 belong to the command") }
+        do { try arguments.validate() } catch { throw ValidationError(error.message) }
+    }
+
+    /// The raw values, as the reflection-free fast path (FastExec) also produces them.
+    var arguments: ExecArguments {
+        ExecArguments(stateDirectory: global.stateDirectory, verbose: global.verbose, agent: agent, jsonStatus: jsonStatus,
+                      config: config, workspace: workspace, readOnly: readOnly, readWrite: readWrite, env: env, cwd: cwd,
+                      timeout: timeout, memory: memory, pids: pids, cpu: cpu, network: network, allow: allow,
+                      resolver: resolver, profile: profile, user: user, grace: grace, quiet: quiet, command: command)
     }
 
     func run() throws {
-        try runOrExit {
-            var o = ToolRunOptions(argv: command)
-            o.workspace = workspace
-            o.readOnly = try readOnly.map(splitMount)
-            o.readWrite = try readWrite.map(splitMount)
-            o.env = env.map { e in
-                let i = e.firstIndex(of: "=") ?? e.endIndex
-                return (String(e[..<i]), i < e.endIndex ? String(e[e.index(after: i)...]) : "")
-            }
-            o.cwd = cwd
-            if let t = timeout { o.timeoutMs = try parseOption("--timeout", t) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: false) } }
-            if let m = memory { o.memory = try parseOption("--memory", m) { v throws(Units.ParseError) in try Units.parseSize(v) } }
-            o.pids = pids
-            o.profile = profile
-            if let n = network {
-                guard let mode = AgentConfig.NetworkMode(rawValue: n) else {
-                    throw ClawjailError(.usage, "--network \(n): write none or egress")
-                }
-                o.network = mode
-            }
-            for a in allow {
-                switch AllowRule.parse(a) {
-                case .success(let rule): o.allow.append(rule)
-                case .failure(let e): throw ClawjailError(.usage, "--allow: \(e)")
-                }
-            }
-            if !allow.isEmpty && o.network == nil { o.network = .egress }
-            for r in resolver where ResolverAddress.parse(r) == nil {
-                throw ClawjailError(.usage, "--resolver \(r): write an IP address, optionally with :PORT")
-            }
-            o.resolvers = resolver
-            o.cpu = cpu
-            if let u = user {
-                guard let v = Units.parseStrictDecimal(u), v >= 1, v <= 65534 else {
-                    throw ClawjailError(.usage, "--user \(u) must be a decimal uid between 1 and 65534")
-                }
-                o.user = UInt32(v)
-            }
-            var request = ToolRunRequest(options: o, layout: global.layout)
-            request.toolConfigPath = config
-            request.agentName = agent
-            request.statusFD = jsonStatus
-            request.quiet = quiet
-            if let g = grace { request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) } }
-            return try ToolRun.run(request)
+        try runOrExit { try arguments.run() }
+    }
+}
+
+/// Everything `clawjail exec` takes, as plain values. Filled by ArgumentParser (Exec)
+/// or, on the hot path, by FastExec, which parses the same options without reflection:
+/// in a binary this size, ArgumentParser's first dynamic casts scan every protocol
+/// conformance of the program and cost milliseconds that `exec` does not have.
+struct ExecArguments {
+    var stateDirectory: String?
+    var verbose = false
+    var agent: String?
+    var jsonStatus: Int32?
+    var config: String?
+    var workspace: String?
+    var readOnly: [String] = []
+    var readWrite: [String] = []
+    var env: [String] = []
+    var cwd: String?
+    var timeout: String?
+    var memory: String?
+    var pids: UInt64?
+    var cpu: Double?
+    var network: String?
+    var allow: [String] = []
+    var resolver: [String] = []
+    var profile: String?
+    var user: String?
+    var grace: String?
+    var quiet = false
+    var command: [String] = []
+
+    func validate() throws(ClawjailError) {
+        if command.isEmpty { throw ClawjailError(.usage, "no command given: write clawjail exec [OPTIONS] -- CMD [ARG...]") }
+        for e in env where !e.contains("=") { throw ClawjailError(.usage, "--env \(e): write NAME=VALUE") }
+        if let c = cpu, !(c > 0) { throw ClawjailError(.usage, "--cpu must be a number of cores greater than 0") }
+        if let p = pids, p == 0 { throw ClawjailError(.usage, "--pids must be at least 1") }
+        if let fd = jsonStatus, fd < 3 { throw ClawjailError(.usage, "--json-status needs an fd of its own (3 or more): 0-2 belong to the command") }
+    }
+
+    func run() throws -> Int32 {
+        try validate()
+        var o = ToolRunOptions(argv: command)
+        o.workspace = workspace
+        o.readOnly = try readOnly.map(splitMount)
+        o.readWrite = try readWrite.map(splitMount)
+        o.env = env.map { e in
+            let i = e.firstIndex(of: "=") ?? e.endIndex
+            return (String(e[..<i]), i < e.endIndex ? String(e[e.index(after: i)...]) : "")
         }
+        o.cwd = cwd
+        if let t = timeout { o.timeoutMs = try parseOption("--timeout", t) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: false) } }
+        if let m = memory { o.memory = try parseOption("--memory", m) { v throws(Units.ParseError) in try Units.parseSize(v) } }
+        o.pids = pids
+        o.profile = profile
+        if let n = network {
+            guard let mode = AgentConfig.NetworkMode(rawValue: n) else {
+                throw ClawjailError(.usage, "--network \(n): write none or egress")
+            }
+            o.network = mode
+        }
+        for a in allow {
+            switch AllowRule.parse(a) {
+            case .success(let rule): o.allow.append(rule)
+            case .failure(let e): throw ClawjailError(.usage, "--allow: \(e)")
+            }
+        }
+        if !allow.isEmpty && o.network == nil { o.network = .egress }
+        for r in resolver where ResolverAddress.parse(r) == nil {
+            throw ClawjailError(.usage, "--resolver \(r): write an IP address, optionally with :PORT")
+        }
+        o.resolvers = resolver
+        o.cpu = cpu
+        if let u = user {
+            guard let v = Units.parseStrictDecimal(u), v >= 1, v <= 65534 else {
+                throw ClawjailError(.usage, "--user \(u) must be a decimal uid between 1 and 65534")
+            }
+            o.user = UInt32(v)
+        }
+        Log.verbose = verbose
+        var request = ToolRunRequest(options: o, layout: HostLayout(stateDirectory: stateDirectory))
+        request.toolConfigPath = config
+        request.agentName = agent
+        request.statusFD = jsonStatus
+        request.quiet = quiet
+        if let g = grace { request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) } }
+        return try ToolRun.run(request)
     }
 }
 

@@ -67,7 +67,12 @@ struct cj_arena_block;
 struct cj_plan {
     uint64_t clone_flags;         /* CLONE_NEW* (CLONE_PIDFD is added by cj_spawn) */
     int cgroup_fd;                /* >= 0: CLONE_INTO_CGROUP this cgroup (v2) */
-    int unshare_cgroupns;         /* unshare(CLONE_NEWCGROUP) after the parent placed us */
+    int unshare_cgroupns;         /* unshare(CLONE_NEWCGROUP) after we were placed */
+    /* cgroup v1: `tasks` files (opened by the parent, O_WRONLY) that the child writes "0"
+     * to, moving itself. A thread moving itself skips the global threadgroup rwsem (and
+     * its RCU grace period, ~10 ms here) that moving another process needs. */
+    int cgroup_join_fds[8];
+    int n_cgroup_join_fds;
     const char *staging;          /* absolute host dir: mount point for the new root in our mount ns */
     const char *root_options;     /* tmpfs options of the new root */
     int root_readonly;            /* remount the new root read-only after the ops */
@@ -80,6 +85,7 @@ struct cj_plan {
     const char *path_search;      /* PATH used to find argv[0] when it has no '/' */
     int loopback_up;
     int no_new_privs;             /* always 1 in the product; a knob only for tests of the knob */
+    int cap_last_cap;             /* /proc/sys/kernel/cap_last_cap: the bounding set is dropped up to it */
     struct cj_rlimit rlimits[CJ_MAX_RLIMITS];
     int n_rlimits;
     int forward_signals[CJ_MAX_FORWARD_SIGNALS];
@@ -139,6 +145,7 @@ enum cj_stage {
     CJ_STAGE_CLOSE_FDS,
     CJ_STAGE_EXEC,
     CJ_STAGE_PARENT_GONE,
+    CJ_STAGE_CGROUP_JOIN,
 };
 
 struct cj_report {
