@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -180,11 +181,24 @@ static int run_op(const struct cj_op *op) {
         return 0;
     }
 
-    case CJ_OP_BIND_HOST:
-        if (stat(op->arg, &st) < 0) return (optional && errno == ENOENT) ? 0 : -1;
-        if (make_mountpoint(op->path, !S_ISDIR(st.st_mode)) < 0) return -1;
+    case CJ_OP_BIND_HOST: {
+        int is_file;
+        if (op->flags & (CJ_F_DIR | CJ_F_FILE)) {
+            is_file = (op->flags & CJ_F_FILE) != 0;
+        } else {
+            if (stat(op->arg, &st) < 0) return (optional && errno == ENOENT) ? 0 : -1;
+            is_file = !S_ISDIR(st.st_mode);
+        }
+        if (make_mountpoint(op->path, is_file) < 0) return -1;
         if (mount(op->arg, op->path, NULL, MS_BIND | (recursive ? MS_REC : 0), NULL) < 0) return -1;
-        return raw_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, MS_PRIVATE);
+        /* Everything below the new root is private already (the whole tree was made
+         * private first, and binds of private mounts are private). */
+        if (op->mattr == 0) return 0;
+        return raw_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, 0);
+    }
+
+    case CJ_OP_BIND_SELF:
+        return mount(op->path, op->path, NULL, MS_BIND, NULL);
 
     case CJ_OP_TMPFS:
         if (mkdir_p(op->path, 0755, 0) < 0) return -1;
@@ -355,6 +369,29 @@ static _Noreturn void command_main(const struct cj_plan *p, int report_fd) {
     _exit(e == ENOENT ? 127 : 126);
 }
 
+/* CLAWJAIL_TRACE: one line per setup step on stderr with a CLOCK_MONOTONIC time in
+ * microseconds, matching the parent's trace lines. clock_gettime (vDSO) and write only. */
+static int trace_on;
+static void tmark(const char *what) {
+    if (!trace_on) return;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    char buf[128];
+    int n = 0;
+    for (const char *pre = "clawjail: trace: "; *pre; pre++) buf[n++] = *pre;
+    unsigned long us = (unsigned long)t.tv_sec * 1000000UL + (unsigned long)t.tv_nsec / 1000UL;
+    char d[24];
+    int k = 0;
+    do {
+        d[k++] = (char)('0' + us % 10);
+        us /= 10;
+    } while (us);
+    while (k) buf[n++] = d[--k];
+    for (const char *w = " child: "; *w; w++) buf[n++] = *w;
+    while (*what && n < (int)sizeof buf - 1) buf[n++] = *what++;
+    buf[n++] = '\n';
+    (void)write(2, buf, (size_t)n);
+}
 static _Noreturn void reaper_loop(pid_t child, int report_fd, const sigset_t *set) {
     for (;;) {
         siginfo_t si;
@@ -369,6 +406,7 @@ static _Noreturn void reaper_loop(pid_t child, int report_fd, const sigset_t *se
             pid_t w = waitpid(-1, &st, WNOHANG);
             if (w <= 0) break;
             if (w == child) {
+                tmark("command reaped");
                 report(report_fd, CJ_REPORT_EXITED, 0, 0, -1, st);
                 /* Returning from init kills everything else in the pid namespace. */
                 if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
@@ -386,7 +424,10 @@ static void scrub_cmdline(const struct cj_plan *p) {
     (void)prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
+
 static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int report_fd) {
+    trace_on = p->trace;
+    tmark("begins");
     reset_signals();
     scrub_cmdline(p);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_PDEATHSIG, -1);
@@ -409,6 +450,7 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
         n = read(sync_fd, &go, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) _exit(0);
+    tmark("released by the parent");
 
     if (raw_setresgid(0, 0, 0) < 0) fail(report_fd, CJ_STAGE_SETID_ROOT, -1);
     if (raw_setresuid(0, 0, 0) < 0) fail(report_fd, CJ_STAGE_SETID_ROOT, -1);
@@ -419,6 +461,7 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
      * jail's own cgroup is its root. */
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) fail(report_fd, CJ_STAGE_CGROUPNS, -1);
 
+    tmark("cgroup namespace");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(report_fd, CJ_STAGE_MOUNT_PRIVATE, -1);
     if (mount("tmpfs", p->staging, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p->root_options) < 0)
         fail(report_fd, CJ_STAGE_ROOT_TMPFS, -1);
@@ -431,12 +474,14 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     }
     /* pivot_root(".", ".") stacks the old root on top of the new one; detaching it
      * leaves only the new tree. */
+    tmark("root tree built");
     if (syscall(SYS_pivot_root, ".", ".") < 0) fail(report_fd, CJ_STAGE_PIVOT_ROOT, -1);
     if (umount2(".", MNT_DETACH) < 0) fail(report_fd, CJ_STAGE_UMOUNT_OLD_ROOT, -1);
     if (chdir("/") < 0) fail(report_fd, CJ_STAGE_CHDIR_ROOT, -1);
     if (p->root_readonly && raw_mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0, 0) < 0)
         fail(report_fd, CJ_STAGE_ROOT_READONLY, -1);
 
+    tmark("pivot_root");
     if (p->hostname != NULL && sethostname(p->hostname, strlen(p->hostname)) < 0)
         fail(report_fd, CJ_STAGE_HOSTNAME, -1);
     if (p->loopback_up && loopback_up() < 0) fail(report_fd, CJ_STAGE_LOOPBACK, -1);
@@ -446,6 +491,7 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
         rl.rlim_max = (rlim_t)p->rlimits[i].hard;
         if (setrlimit(p->rlimits[i].resource, &rl) < 0) fail(report_fd, CJ_STAGE_RLIMIT, i);
     }
+    tmark("loopback and rlimits");
     if (setsid() < 0) fail(report_fd, CJ_STAGE_SETSID, -1);
 
     /* Privileges: lock the securebits so that uid 0 inside never regains capabilities
@@ -500,6 +546,7 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     int keep[1] = {report_fd};
     close_all_but(keep, 1);
 
+    tmark("privileges dropped, fds closed");
     /* Seccomp last: init loads the filter once and the command inherits it through
      * fork, so the kernel prepares the BPF program once per jail, not twice. */
     if (p->bpf_len > 0) {
@@ -512,9 +559,11 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
             report(report_fd, CJ_REPORT_LISTENER, 0, 0, -1, (int)r);
     }
 
+    tmark("seccomp loaded");
     long child = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (child < 0) fail(report_fd, CJ_STAGE_FORK, -1);
-    if (child == 0) command_main(p, report_fd);
+    if (child == 0) { tmark("command forked"); command_main(p, report_fd); }
+    tmark("init forked");
     report(report_fd, CJ_REPORT_STARTED, 0, 0, -1, (int)child);
     reaper_loop((pid_t)child, report_fd, &set);
 }

@@ -63,6 +63,13 @@ public protocol CgroupManager: Sendable {
     /// their supervisors are in. Returns how many processes it signalled (v1) or found
     /// (v2).
     func killEverything() throws(ClawjailError) -> Int
+    /// Removes clawjail's own parent cgroups where no jail is left in them (gc).
+    func removeEmptyParents()
+}
+
+extension CgroupManager {
+    /// v2 removes its own top-level directory with the last jail.
+    public func removeEmptyParents() {}
 }
 
 public protocol JailCgroup: Sendable {
@@ -119,24 +126,41 @@ public struct CgroupMounts: Sendable {
     public var v1: [String: String] = [:]   // controller -> mount point
 
     public static func read(_ text: String? = nil) -> CgroupMounts {
+        let body = text.map { Array($0.utf8) } ?? ((try? FileSystem.readFile("/proc/self/mountinfo")) ?? [])
+        return parse(body)
+    }
+
+    /// Works on bytes: `exec` runs this on every start, and splitting a few dozen lines
+    /// as Swift strings cost most of a millisecond.
+    static func parse(_ body: [UInt8]) -> CgroupMounts {
         var out = CgroupMounts()
-        let body = text ?? ((try? FileSystem.readText("/proc/self/mountinfo")) ?? "")
-        for line in body.split(separator: "\n") {
-            // id parent major:minor root mountpoint options - fstype source superoptions
-            let halves = line.split(separator: " - ", maxSplits: 1)
-            guard halves.count == 2 else { continue }
-            let left = halves[0].split(separator: " ")
-            let right = halves[1].split(separator: " ")
-            guard left.count >= 5, right.count >= 3 else { continue }
-            let mountPoint = unescapeMountinfo(String(left[4]))
-            switch right[0] {
-            case "cgroup2":
-                if out.unified == nil { out.unified = mountPoint }
-            case "cgroup":
-                for opt in right[2].split(separator: ",") where known.contains(String(opt)) {
-                    if out.v1[String(opt)] == nil { out.v1[String(opt)] = mountPoint }
+        var fields: [ArraySlice<UInt8>] = []
+        fields.reserveCapacity(16)
+        var lineStart = 0
+        while lineStart < body.count {
+            var lineEnd = lineStart
+            while lineEnd < body.count && body[lineEnd] != 0x0a { lineEnd += 1 }
+            defer { lineStart = lineEnd + 1 }
+            // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+            fields.removeAll(keepingCapacity: true)
+            var f = lineStart
+            for i in lineStart...lineEnd where i == lineEnd || body[i] == 0x20 {
+                fields.append(body[f..<i])
+                f = i + 1
+            }
+            guard fields.count >= 10, let dash = fields[6...].firstIndex(where: { $0.count == 1 && $0.first == 0x2d }),
+                  dash + 3 < fields.count else { continue }
+            let fstype = fields[dash + 1]
+            if fstype.elementsEqual("cgroup2".utf8) {
+                if out.unified == nil { out.unified = unescapeMountinfo(fields[4]) }
+            } else if fstype.elementsEqual("cgroup".utf8) {
+                var mountPoint: String?
+                for opt in fields[dash + 3].split(separator: 0x2c) {
+                    let name = String(decoding: opt, as: UTF8.self)
+                    guard known.contains(name), out.v1[name] == nil else { continue }
+                    if mountPoint == nil { mountPoint = unescapeMountinfo(fields[4]) }
+                    out.v1[name] = mountPoint
                 }
-            default: continue
             }
         }
         return out
@@ -144,13 +168,12 @@ public struct CgroupMounts: Sendable {
 
     static let known: Set<String> = ["memory", "pids", "cpu", "cpuacct", "freezer", "blkio", "cpuset", "devices"]
 
-    static func unescapeMountinfo(_ s: String) -> String {
-        guard s.contains("\\") else { return s }
+    static func unescapeMountinfo(_ u: ArraySlice<UInt8>) -> String {
+        guard u.contains(0x5c) else { return String(decoding: u, as: UTF8.self) }
         var bytes: [UInt8] = []
-        let u = Array(s.utf8)
-        var i = 0
-        while i < u.count {
-            if u[i] == 0x5c, i + 3 < u.count, let v = UInt8(String(decoding: u[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+        var i = u.startIndex
+        while i < u.endIndex {
+            if u[i] == 0x5c, i + 3 < u.endIndex, let v = UInt8(String(decoding: u[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
                 bytes.append(v)
                 i += 4
             } else {

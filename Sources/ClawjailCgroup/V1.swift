@@ -74,12 +74,12 @@ public struct V1Manager: CgroupManager {
         return group
     }
 
-    /// The shared parent is removed by whoever empties it last, so a concurrent
-    /// removal can race with our mkdir: recreate the parent and retry.
+    /// The shared parent stays between runs (creating and removing a memcg costs as
+    /// much as the jail's own); `clawjail gc` removes it when it is empty, and a
+    /// concurrent gc can race with our mkdir: recreate the parent and retry.
     func createBelowParent(base: String, dir: String) throws(Errno) {
         var attempts = 0
         while true {
-            try FileSystem.ensureDirectory(base, mode: 0o755)
             do {
                 try FileSystem.mkdir(dir, mode: 0o755)
                 return
@@ -87,13 +87,14 @@ public struct V1Manager: CgroupManager {
                 attempts += 1
                 if error != .ENOENT || attempts > 5 { throw error }
             }
+            try FileSystem.ensureDirectory(base, mode: 0o755)
         }
     }
 
     /// Removes the `clawjail` parents when no jail is left in them (EBUSY otherwise,
-    /// which is fine): nothing of clawjail stays on the host between runs.
-    func removeEmptyParents(_ roots: [String]) {
-        for root in roots { try? FileSystem.rmdir("\(root)/\(parent)") }
+    /// which is fine). Only gc does this: runs leave the empty parents for the next one.
+    public func removeEmptyParents() {
+        for (_, root) in hierarchies { try? FileSystem.rmdir("\(root)/\(parent)") }
     }
 
     public func open(name: String) -> (any JailCgroup)? {
@@ -263,6 +264,13 @@ public struct V1Cgroup: JailCgroup {
     }
 
     public func destroy() throws(ClawjailError) {
+        // The usual case: the jail's init was reaped and took every process with it
+        // (pid namespace), so the directories go at once.
+        var busy = false
+        for p in paths {
+            do { try FileSystem.rmdir(p) } catch { if error != .ENOENT { busy = true } }
+        }
+        if !busy { return }
         var lastError: Errno?
         for attempt in 0..<400 {
             if !processes().isEmpty {
@@ -278,10 +286,7 @@ public struct V1Cgroup: JailCgroup {
                     if error != .ENOENT { lastError = error }
                 }
             }
-            if lastError == nil {
-                manager.removeEmptyParents(roots)
-                return
-            }
+            if lastError == nil { return }
             pause(microseconds: attempt < 20 ? 500 : 5000)
         }
         throw cgroupError("cannot remove cgroup", paths.joined(separator: ", "), lastError ?? .EBUSY,

@@ -13,7 +13,9 @@ struct ChildOp: Sendable {
         case symlink(target: String)
         case writeFile(content: [UInt8], mode: UInt32)
         case attach(fd: FD, isFile: Bool)
-        case bindHost(source: String, attributes: Mount.Attributes, recursive: Bool)
+        /// isFile: what the parent saw at the source (nil: the child looks).
+        case bindHost(source: String, attributes: Mount.Attributes, recursive: Bool, isFile: Bool? = nil)
+        case bindSelf
         case tmpfs(options: String, flags: UInt64)
         case proc(options: String?)
         case devpts(options: String)
@@ -81,11 +83,14 @@ final class ChildPlan {
             kind = UInt32(CJ_OP_ATTACH.rawValue)
             fd = f.rawValue
             if isFile { flags |= UInt32(CJ_F_FILE) }
-        case .bindHost(let source, let attributes, let recursive):
+        case .bindHost(let source, let attributes, let recursive, let isFile):
             kind = UInt32(CJ_OP_BIND_HOST.rawValue)
             arg = Array(source.utf8)
             mattr = attributes.rawValue
             if recursive { flags |= UInt32(CJ_F_RECURSIVE) }
+            if let isFile { flags |= isFile ? UInt32(CJ_F_FILE) : UInt32(CJ_F_DIR) }
+        case .bindSelf:
+            kind = UInt32(CJ_OP_BIND_SELF.rawValue)
         case .tmpfs(let options, let f):
             kind = UInt32(CJ_OP_TMPFS.rawValue)
             arg = Array(options.utf8)

@@ -46,7 +46,10 @@ public enum JailRegistry {
                                 hint: kind == .agent ? "stop it first with `clawjail stop \(name)`, or give this config another name" : nil)
         }
         let record = "\(getpid()) \(kind.rawValue) \(ProcessInfoLite.wallClockMilliseconds)\n"
-        _ = ftruncate(lock.fd.rawValue, 0)
+        // Truncate only a stale record: on ext4 a truncate to 0 marks the file for a
+        // flush to disk on close (auto_da_alloc), a write-out per run for a file that
+        // lives for one run (when /run is not a tmpfs).
+        if let st = try? lock.fd.stat(), st.size > 0 { _ = ftruncate(lock.fd.rawValue, 0) }
         _ = try? lock.fd.writeAll(record)
         return lock
     }
@@ -105,6 +108,7 @@ public enum JailRegistry {
                 report.failures.append("\(name): \(error)")
             }
         }
+        if only == nil { cgroups.removeEmptyParents() }
         let files = (try? FileSystem.listDirectory(layout.jailDirectory)) ?? []
         for file in files {
             let name: String

@@ -117,6 +117,30 @@ public final class RunningJail {
     }
 }
 
+/// A jail's new cgroup with the `tasks` files its child writes to join it (v1), opened
+/// by root before the clone.
+struct PlacedCgroup: Sendable {
+    let cgroup: any JailCgroup
+    let joinFDs: [FD]
+
+    init(_ cgroup: any JailCgroup) throws(ClawjailError) {
+        var fds: [FD] = []
+        if cgroup.cloneTarget == nil {
+            for path in cgroup.selfJoinFiles.prefix(Int(8)) {
+                do { fds.append(try FileSystem.open(path, O_WRONLY)) } catch {
+                    for f in fds { f.close() }
+                    try? cgroup.destroy()
+                    throw ClawjailError(.cgroup, "cannot open \(path)", cause: error)
+                }
+            }
+        }
+        self.cgroup = cgroup
+        self.joinFDs = fds
+    }
+
+    func close() { for f in joinFDs { f.close() } }
+}
+
 public enum Launcher {
     static let forwardedSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
@@ -131,27 +155,44 @@ public enum Launcher {
         var lockHandedOver = false
         defer { if !lockHandedOver { JailRegistry.release(lock, name: spec.name, layout: request.layout) } }
 
-        var builder = RootfsBuilder(spec: spec, outsideUid: request.ids.outside(spec.user), layout: request.layout,
-                                    resolvConf: request.resolvConf)
-        try builder.build()
-        defer { builder.closeAll() }
-
-        let plan = try makePlan(request, ops: builder.ops)
-
+        // The cgroup directories (kernel work: a memcg is costly to create) are made on
+        // a second thread while this one builds the mount plan.
+        let cgroupManager = request.cgroups
         let limits = CgroupLimits(memoryBytes: spec.limits.memory, pids: spec.limits.pids, cpuCores: spec.limits.cpu,
                                   ioWeight: spec.limits.ioWeight)
-        let cgroup = try request.cgroups.create(name: spec.name, limits: limits)
-        JailRegistry.recordCgroup(lock, paths: cgroup.paths)
+        let name = spec.name
+        let cgroupWork = BackgroundWork.start { () throws(ClawjailError) -> PlacedCgroup in
+            try PlacedCgroup(cgroupManager.create(name: name, limits: limits))
+        }
+        func placedCgroup() throws(ClawjailError) -> PlacedCgroup {
+            let placed = try cgroupWork.join()
+            JailRegistry.recordCgroup(lock, paths: placed.cgroup.paths)
+            return placed
+        }
+
+        var builder = RootfsBuilder(spec: spec, outsideUid: request.ids.outside(spec.user), layout: request.layout,
+                                    resolvConf: request.resolvConf)
+        Trace.mark("lock taken")
+        let plan: ChildPlan
+        do {
+            try builder.build()
+            Trace.mark("mount plan built")
+            plan = try makePlan(request, ops: builder.ops)
+            Trace.mark("child plan built")
+        } catch {
+            builder.closeAll()
+            if let placed = try? placedCgroup() { placed.close(); try? placed.cgroup.destroy() }
+            throw error
+        }
+        defer { builder.closeAll() }
+
+        let placed = try placedCgroup()
+        let cgroup = placed.cgroup
+        Trace.mark("cgroup created")
         if let target = cgroup.cloneTarget { plan.raw.pointee.cgroup_fd = target.rawValue }
-        var joinFDs: [FD] = []
-        defer { for f in joinFDs { f.close() } }
+        let joinFDs = placed.joinFDs
+        defer { placed.close() }
         if cgroup.cloneTarget == nil {
-            for path in cgroup.selfJoinFiles.prefix(Int(8)) {
-                do { joinFDs.append(try FileSystem.open(path, O_WRONLY)) } catch {
-                    try? cgroup.destroy()
-                    throw ClawjailError(.cgroup, "cannot open \(path)", cause: error)
-                }
-            }
             withUnsafeMutableBytes(of: &plan.raw.pointee.cgroup_join_fds) { buf in
                 let fds = buf.bindMemory(to: Int32.self)
                 for (i, f) in joinFDs.enumerated() { fds[i] = f.rawValue }
@@ -161,6 +202,7 @@ public enum Launcher {
 
         var result = cj_spawn_result()
         let rc = cj_spawn(plan.raw, &result)
+        Trace.mark("clone3 returned")
         if rc != 0 {
             try? cgroup.destroy()
             let e = Errno(rawValue: -rc)
@@ -176,11 +218,13 @@ public enum Launcher {
         do {
             try writeIdMaps(pid: result.pid, ids: request.ids)
             if cgroup.cloneTarget == nil && joinFDs.isEmpty { try cgroup.join(pid: result.pid) }
+            Trace.mark("id maps written")
             for h in request.hooks { try h.childCreated(pid: result.pid) }
             // Release the child.
             var go: UInt8 = 0x47
             _ = try withUnsafeBytes(of: &go) { (b) throws(Errno) -> Int in try jail.lifeline.write(b) }
             try awaitStart(jail)
+            Trace.mark("command started")
         } catch let error as ClawjailError {
             try? jail.tearDown()
             throw error
@@ -209,6 +253,7 @@ public enum Launcher {
         plan.setString(\.path_search, spec.environment.first { $0.name == "PATH" }?.value ?? Defaults.path)
         p.pointee.loopback_up = 1
         p.pointee.cap_last_cap = capLastCap
+        p.pointee.trace = Trace.enabled ? 1 : 0
         for (resource, soft, hard, name) in rlimits(spec.limits) {
             try plan.addRlimit(resource, soft: soft, hard: hard, name: name)
         }

@@ -137,10 +137,17 @@ struct RootfsBuilder {
             ("hostname", Array((spec.hostname + "\n").utf8)),
             ("resolv.conf", Array(resolvConf.utf8)),
         ]
+        // /etc as one mount of its own: the host entries are bound into it without
+        // attributes and one recursive mount_setattr makes the whole tree read-only,
+        // instead of a mount_setattr per entry. Not when a configured mount lands under
+        // /etc: its mount point must be created after the others, in a writable /etc.
+        let etcAttrs: Mount.Attributes = [.readOnly, .noSuid, .noDev, .noExec]
+        let grouped = spec.rootfs == .host && !spec.mounts.contains { $0.target == "/etc" || $0.target.hasPrefix("/etc/") }
         switch spec.rootfs {
         case .host:
             generated += [("passwd", fill(PackageResources.passwd)), ("group", fill(PackageResources.group)),
                           ("nsswitch.conf", fill(PackageResources.nsswitch_conf))]
+            if grouped { ops.append(ChildOp(.bindSelf, "etc", label: "make /etc a mount")) }
             for name in Self.hostEtcEntries + Self.pythonEtcEntries() {
                 let host = "/etc/" + name
                 guard let st = try? FileSystem.stat(host) else { continue }
@@ -148,7 +155,8 @@ struct RootfsBuilder {
                     let target = (try? FileSystem.readlink(host)) ?? ""
                     ops.append(ChildOp(.symlink(target: target), "etc/" + name, label: "symlink /etc/\(name)"))
                 } else {
-                    ops.append(ChildOp(.bindHost(source: host, attributes: [.readOnly, .noSuid, .noDev, .noExec], recursive: true),
+                    ops.append(ChildOp(.bindHost(source: host, attributes: grouped ? [] : etcAttrs, recursive: st.isDirectory,
+                                                 isFile: !st.isDirectory),
                                        "etc/" + name, optional: true, label: "bind /etc/\(name) read-only"))
                 }
             }
@@ -166,6 +174,7 @@ struct RootfsBuilder {
         for (name, content) in generated {
             ops.append(ChildOp(.writeFile(content: content, mode: 0o644), "etc/" + name, label: "write /etc/\(name)"))
         }
+        if grouped { ops.append(ChildOp(.setAttributes(etcAttrs, recursive: true), "etc", label: "make /etc read-only")) }
     }
 
     static func pythonEtcEntries() -> [String] {
@@ -199,12 +208,25 @@ struct RootfsBuilder {
         // later unshare(CLONE_NEWUSER) fail with ENOSPC even where seccomp allows it.
         ops.append(ChildOp(.writeExisting(content: "0"), "proc/sys/user/max_user_namespaces", optional: true,
                            label: "set max_user_namespaces to 0"))
-        for name in Self.maskedProc {
+        // The jail's procfs shows the same kernel's files as the host's: what this kernel
+        // lacks needs no step, and a file only host root may read (0400, root) already
+        // reads as EACCES inside, where nobody is root outside. Every mount less is
+        // cheaper to set up and to tear down.
+        for name in Self.maskedProc where Self.needsMask(name) {
             ops.append(ChildOp(.mask, "proc/" + name, optional: true, label: "mask /proc/\(name)"))
         }
-        for name in Self.readOnlyProc {
+        for name in Self.readOnlyProc where (try? FileSystem.stat("/proc/" + name)) != nil {
             ops.append(ChildOp(.readOnly(extra: [.noSuid, .noDev, .noExec]), "proc/" + name, optional: true,
                                label: "make /proc/\(name) read-only"))
+        }
+    }
+
+    static func needsMask(_ name: String) -> Bool {
+        do {
+            let st = try FileSystem.stat("/proc/" + name)
+            return !(st.isRegular && st.uid == 0 && st.permissions & 0o066 == 0)
+        } catch {
+            return error != .ENOENT
         }
     }
 

@@ -59,6 +59,9 @@ public struct SuperviseOptions {
     public var outputs: [OutputRelay] = []
     /// Extra fds to watch, with their handlers (seccomp notifications, stop requests).
     public var watchers: [(fd: FD, handle: () -> Void)] = []
+    /// Read the cgroup's usage counters at the end (for a status or a store record;
+    /// a plain tool run skips the file reads).
+    public var collectStats = true
     public init() {}
 }
 
@@ -203,7 +206,7 @@ public enum Supervisor {
         for i in outputs.indices { outputs[i].drain(until: drainUntil) }
 
         let events = jail.cgroup.events()
-        let stats = jail.cgroup.stats()
+        let stats = options.collectStats ? jail.cgroup.stats() : CgroupStats()
         let durationMs = (ProcessInfoLite.monotonicNanoseconds - start) / 1_000_000
         var end: RunEnd
         if let failure {

@@ -96,8 +96,13 @@ extension ToolRun {
         } catch {
             throw ClawjailError(.usage, error.description)
         }
+        Trace.mark("jail spec built")
+        // The seccomp index (file reads and hashes) runs beside the cgroup detection.
+        let seccompWork = BackgroundWork.start { () throws(ClawjailError) in try SeccompSetup.choose(spec, layout: r.layout) }
         let cgroups = try Cgroups.detect()
-        let seccomp = try SeccompSetup.choose(spec, layout: r.layout)
+        Trace.mark("cgroup mode detected")
+        let seccomp = try seccompWork.join()
+        Trace.mark("seccomp filter chosen")
         if store == nil && NetworkHook.isNeeded(for: spec) {
             // Egress decisions are audit events: a tool run with a network opens the store.
             store = try StoreAccess.open(r.layout)
@@ -140,9 +145,12 @@ extension ToolRun {
         }
         var options = SuperviseOptions()
         options.graceMs = r.graceMs
+        options.collectStats = r.statusFD != nil || store != nil
         let result = Supervisor.supervise(jail, options: options)
+        Trace.mark("jail ended")
         notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }
+        Trace.mark("cleaned up")
         if let store, let runID {
             do { try store.endRun(id: runID, outcome: StoreAccess.outcome(result)) } catch {
                 Log.warning("could not record the end of the run: \(error)")

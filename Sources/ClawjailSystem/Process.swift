@@ -99,7 +99,11 @@ public enum ProcessInfoLite {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
-    public static func environment() -> [String: String] {
+    /// The process environment, parsed once: clawjail never calls setenv, and `exec`
+    /// asks for it from several places on its hot path.
+    public static func environment() -> [String: String] { parsedEnvironment }
+
+    private static let parsedEnvironment: [String: String] = {
         var env: [String: String] = [:]
         var p = environ
         while let entry = p.pointee {
@@ -110,5 +114,5 @@ public enum ProcessInfoLite {
             p += 1
         }
         return env
-    }
+    }()
 }

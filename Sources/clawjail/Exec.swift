@@ -140,6 +140,7 @@ struct ExecArguments {
     }
 
     func run() throws -> Int32 {
+        Trace.mark("arguments parsed")
         try validate()
         var o = ToolRunOptions(argv: command)
         o.workspace = workspace

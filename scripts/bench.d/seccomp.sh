@@ -19,7 +19,7 @@ bench_seccomp() {
     echo "  skipped: $docker is not present (Docker's profile is reference data, not part of the project)"
     return 0
   fi
-  python3 - "$docker" "$dir/docker.bpf" <<'PY'
+  /usr/bin/python3 - "$docker" "$dir/docker.bpf" <<'PY'
 import json, sys, seccomp
 prof = json.load(open(sys.argv[1]))
 def action(a, errno=1):

@@ -25,7 +25,7 @@ enum cj_op_kind {
     CJ_OP_SYMLINK,        /* symlink arg -> path */
     CJ_OP_WRITE_FILE,     /* create path with content arg[0..arg_len) and mode */
     CJ_OP_ATTACH,         /* move_mount the detached tree `fd` onto path (created as dir, or file with CJ_F_FILE) */
-    CJ_OP_BIND_HOST,      /* bind host path `arg` (resolved before pivot_root) onto path, then mount_setattr(mattr) */
+    CJ_OP_BIND_HOST,      /* bind host path `arg` (resolved before pivot_root) onto path, then mount_setattr(mattr) unless 0 */
     CJ_OP_TMPFS,          /* mount tmpfs at path with options arg and MS_* flags mflags */
     CJ_OP_PROC,           /* mount a new procfs at path */
     CJ_OP_DEVPTS,         /* mount a new devpts instance at path */
@@ -33,12 +33,14 @@ enum cj_op_kind {
     CJ_OP_READONLY,       /* bind path onto itself and make it read-only */
     CJ_OP_SETATTR,        /* mount_setattr(path, mattr) on an existing mount */
     CJ_OP_WRITE_EXISTING, /* write arg into an existing file (a sysctl under proc/sys) */
+    CJ_OP_BIND_SELF,      /* bind path onto itself (not recursive): a mount that later binds land in */
 };
 
 /* op flags */
 #define CJ_F_FILE      0x1u   /* the mount point is a file, not a directory */
 #define CJ_F_OPTIONAL  0x2u   /* ENOENT on the target (or host source) skips the op */
 #define CJ_F_RECURSIVE 0x4u   /* recursive bind / setattr */
+#define CJ_F_DIR       0x8u   /* BIND_HOST: the parent saw a directory (with CJ_F_FILE: a file), no stat needed */
 
 struct cj_op {
     uint32_t kind;
@@ -85,6 +87,7 @@ struct cj_plan {
     const char *path_search;      /* PATH used to find argv[0] when it has no '/' */
     int loopback_up;
     int no_new_privs;             /* always 1 in the product; a knob only for tests of the knob */
+    int trace;                    /* CLAWJAIL_TRACE: timed setup steps on stderr */
     int cap_last_cap;             /* /proc/sys/kernel/cap_last_cap: the bounding set is dropped up to it */
     struct cj_rlimit rlimits[CJ_MAX_RLIMITS];
     int n_rlimits;
