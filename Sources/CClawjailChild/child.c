@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/mount.h>
@@ -787,6 +788,10 @@ int cj_sys_read_signal(int fd) {
 long cj_sys_getxattr(const char *path, const char *name, void *value, size_t size) {
     return syscall(SYS_getxattr, path, name, value, size);
 }
+
+int cj_malloc_trim(void) { return malloc_trim(0); }
+
+void cj_malloc_single_arena(void) { (void)mallopt(M_ARENA_MAX, 1); }
 
 int cj_sys_getrandom(void *buf, size_t len) { return (int)syscall(SYS_getrandom, buf, len, 0); }
 

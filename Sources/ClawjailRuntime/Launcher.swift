@@ -200,6 +200,9 @@ public enum Launcher {
             plan.raw.pointee.n_cgroup_join_fds = Int32(joinFDs.count)
         }
 
+        // The jail's init starts as a copy of this process: hand the heap's free pages
+        // back first, so neither the init nor the long-lived supervisor keeps them.
+        _ = cj_malloc_trim()
         var result = cj_spawn_result()
         let rc = cj_spawn(plan.raw, &result)
         Trace.mark("clone3 returned")

@@ -77,6 +77,8 @@ public enum SupervisorSignals {
         for s in handled { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
+        // A supervisor lives as long as its jail: no per-thread malloc arenas kept alive.
+        cj_malloc_single_arena()
     }
 
     static func makeSignalFD() -> FD? {

@@ -7,9 +7,10 @@
 
 _bc_mem_available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 
-# Sum of PSS (KiB) of the given pids and all their descendants.
-_bc_pss_tree_kib() {
-  python3 - "$@" <<'PY'
+# PSS (KiB) of the given pids and all their descendants, how many processes that is,
+# and how many of them are the jailed command (comm "sleep"): "pss procs commands".
+_bc_tree() {
+  /usr/bin/python3 - "$@" <<'PY'
 import os, sys
 roots = {int(p) for p in sys.argv[1:]}
 children = {}
@@ -21,7 +22,7 @@ for d in os.listdir("/proc"):
     except OSError:
         continue
     children.setdefault(ppid, []).append(int(d))
-todo, seen, total = list(roots), set(), 0
+todo, seen, total, commands = list(roots), set(), 0, 0
 while todo:
     p = todo.pop()
     if p in seen:
@@ -29,26 +30,31 @@ while todo:
     seen.add(p)
     todo += children.get(p, [])
     try:
+        if open(f"/proc/{p}/comm").read().strip() == "sleep":
+            commands += 1
         for line in open(f"/proc/{p}/smaps_rollup"):
             if line.startswith("Pss:"):
                 total += int(line.split()[1])
     except OSError:
         pass
-print(total, len(seen))
+print(total, len(seen), commands)
 PY
 }
 
-# _bc_start NAME CMD...: start jails for 10 s; prints "count pids..." in $WORK/NAME.pids
+# _bc_start NAME CMD...: starts jails for 10 s from this shell (not a subshell: bwrap
+# --die-with-parent would die with it), their pids in $WORK/NAME.pids; sets BC_LAUNCHED
+# and BC_RUNNING (jails whose command runs at the 10 s mark).
 _bc_start() {
   local name=$1; shift
-  local max=${BENCH_MAX_JAILS:-4000} n=0 end=$((SECONDS + 10))
+  local max=${BENCH_MAX_JAILS:-4000} n=0 end=$((SECONDS + 10)) pss procs
   : > "$WORK/$name.pids"
   while (( SECONDS < end && n < max )); do
     "$@" >/dev/null 2>&1 &
     echo $! >> "$WORK/$name.pids"
     n=$((n + 1))
   done
-  echo "$n"
+  BC_LAUNCHED=$n
+  read -r pss procs BC_RUNNING < <(_bc_tree $(cat "$WORK/$name.pids"))
 }
 
 _bc_stop() {
@@ -59,26 +65,25 @@ _bc_stop() {
 
 bench_concurrency() {
   echo "== concurrency: idle jails started in 10 s, and host memory per idle jail (max ${BENCH_MAX_JAILS:-4000})"
-  local before after started alive pss procs name
+  local before after alive pss procs commands name per
   local bwrap="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev --tmpfs /tmp /bin/sleep 120"
+  : > "$WORK/concurrency.txt"
   for name in clawjail bwrap; do
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     sleep 2
     before=$(_bc_mem_available_kib)
     if [[ $name == clawjail ]]; then
-      started=$(_bc_start "$name" "$CJ" exec --quiet -- /bin/sleep 120)
+      _bc_start "$name" "$CJ" exec --quiet -- /bin/sleep 120
     else
-      started=$(_bc_start "$name" $bwrap)
+      _bc_start "$name" $bwrap
     fi
-    sleep 3   # let the last ones finish starting
-    alive=0
-    while read -r p; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done < "$WORK/$name.pids"
+    sleep 5   # let the last ones finish starting
     after=$(_bc_mem_available_kib)
-    read -r pss procs < <(_bc_pss_tree_kib $(cat "$WORK/$name.pids"))
-    printf '  %-9s started %5d in 10 s (%d alive) | MemAvailable drop %s KiB/jail | PSS %s KiB/jail (%d processes)\n' \
-      "$name" "$started" "$alive" "$(( (before - after) / (alive > 0 ? alive : 1) ))" \
-      "$(( pss / (alive > 0 ? alive : 1) ))" "$procs"
-    echo "$name $started $alive $(( (before - after) / (alive > 0 ? alive : 1) )) $(( pss / (alive > 0 ? alive : 1) ))" >> "$WORK/concurrency.txt"
+    read -r pss procs commands < <(_bc_tree $(cat "$WORK/$name.pids"))
+    per=$(( commands > 0 ? commands : 1 ))
+    printf '  %-9s %5d running at 10 s (%d launched; %d running after 5 s more) | MemAvailable drop %s KiB/jail | PSS %s KiB/jail (%d processes)\n' \
+      "$name" "$BC_RUNNING" "$BC_LAUNCHED" "$commands" "$(( (before - after) / per ))" "$(( pss / per ))" "$procs"
+    echo "$name $BC_RUNNING $commands $(( (before - after) / per )) $(( pss / per ))" >> "$WORK/concurrency.txt"
     if [[ $name == clawjail ]]; then
       "$CJ" kill --all | sed 's/^/  emergency stop: /'
     fi
@@ -88,5 +93,17 @@ bench_concurrency() {
   local cj bw
   cj=$(awk '$1=="clawjail"{print $2}' "$WORK/concurrency.txt")
   bw=$(awk '$1=="bwrap"{print $2}' "$WORK/concurrency.txt")
-  printf '  ratio   jails started clawjail/bwrap %s (targets: >= 3000 in 10 s, <= 0.6 MiB per jail)\n' "$(ratio "$cj" "$bw")"
+  printf '  ratio   jails running at 10 s clawjail/bwrap %s (targets: >= 3000 in 10 s, <= 0.6 MiB per jail)\n' "$(ratio "$cj" "$(( bw > 0 ? bw : 1 ))")"
+  # The emergency stop at the size the issue names: 100 idle jails.
+  : > "$WORK/kill100.pids"
+  local i
+  for ((i = 0; i < 100; i++)); do "$CJ" exec --quiet -- /bin/sleep 120 >/dev/null 2>&1 & echo $! >> "$WORK/kill100.pids"; done
+  for ((i = 0; i < 100; i++)); do
+    read -r pss procs commands < <(_bc_tree $(cat "$WORK/kill100.pids"))
+    (( commands >= 100 )) && break
+    sleep 0.2
+  done
+  "$CJ" kill --all | sed "s/^/  emergency stop with $commands idle jails: /"
+  _bc_stop kill100
+  "$CJ" gc >/dev/null
 }

@@ -167,7 +167,7 @@ LogFile "$dir/tinyproxy.log"
 PidFile "$dir/tinyproxy.pid"
 EOF
   # nsenter with only --net execs the program, so $! is the server's own pid.
-  nsenter --net="/run/netns/$net" python3 "$dir/server.py" "$dir/big" > "$dir/server.out" 2>&1 &
+  nsenter --net="/run/netns/$net" /usr/bin/python3 "$dir/server.py" "$dir/big" > "$dir/server.out" 2>&1 &
   _BP_PIDS+=($!)
   nsenter --net="/run/netns/$net" dnsmasq --conf-file="$dir/dnsmasq.conf" --keep-in-foreground \
     --pid-file="$dir/dnsmasq.pid" > "$dir/dnsmasq.out" 2>&1 &
@@ -182,12 +182,12 @@ EOF
   local inns=(nsenter --net="/run/netns/$up" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin)
   : > "$dir/results.jsonl"
   for i in $(seq 1 "$rounds"); do
-    "${inns[@]}" python3 "$dir/client/client.py" direct "" http://93.184.216.34 "$downloads" "$requests" >> "$dir/results.jsonl"
+    "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" direct "" http://93.184.216.34 "$downloads" "$requests" >> "$dir/results.jsonl"
     "${inns[@]}" CLAWJAIL_STATE_DIR="$dir/state" "$cj" exec --quiet --network egress --allow bench.example \
       --resolver 203.0.113.53 --cpu 2 --memory 512M --ro "$dir/client:/bench" -- \
       /usr/bin/python3 /bench/client.py clawjail http://10.200.0.1:3128 http://bench.example "$downloads" "$requests" \
       >> "$dir/results.jsonl"
-    "${inns[@]}" python3 "$dir/client/client.py" tinyproxy http://127.0.0.1:8888 http://93.184.216.34 "$downloads" "$requests" \
+    "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" tinyproxy http://127.0.0.1:8888 http://93.184.216.34 "$downloads" "$requests" \
       >> "$dir/results.jsonl"
   done
 

@@ -54,9 +54,9 @@ PY
   echo "  instructions: clawjail tool $(( $(stat -c %s "$toolbpf") / 8 )), Docker default $(( $(stat -c %s "$dir/docker.bpf") / 8 ))"
 
   local bwrap="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev --tmpfs /tmp --bind $WORK/ws /workspace --chdir /workspace"
-  hyperfine --warmup 20 --runs 300 --export-json "$dir/startup.json" \
+  rounds "$dir/startup.json" 6 50 --warmup 10 \
     -n clawjail-tool "CLAWJAIL_CACHE_DIR=$cache $CJ exec --quiet --profile tool --workspace $WORK/ws -- /bin/true" \
-    -n bwrap-docker "$bwrap --seccomp 3 /bin/true 3<$dir/docker.bpf" >/dev/null
+    -n bwrap-docker "$bwrap --seccomp 3 /bin/true 3<$dir/docker.bpf"
   medians "$dir/startup.json" > "$dir/startup.txt"
   local cj bw
   cj=$(awk -F'\t' '$1=="clawjail-tool"{print $2}' "$dir/startup.txt")

@@ -200,6 +200,11 @@ int cj_rlimit_nproc(void);
 int cj_sys_signalfd(const int *signals, int n);
 int cj_sys_read_signal(int fd);
 long cj_sys_getxattr(const char *path, const char *name, void *value, size_t size);
+/* glibc's malloc_trim(0): free heap pages back to the kernel (parent only). */
+int cj_malloc_trim(void);
+/* mallopt(M_ARENA_MAX, 1): helper threads share the main heap instead of each keeping
+ * an arena for the supervisor's whole life. */
+void cj_malloc_single_arena(void);
 /* waitid(P_PIDFD): fills *status like waitpid's status word; returns 0, or -1 with errno. */
 int cj_sys_wait_pidfd(int pidfd, int *status, int options);
 
