@@ -215,9 +215,12 @@ static int run_op(const struct cj_op *op) {
 
     case CJ_OP_MASK:
         if (fstatat(AT_FDCWD, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT ? 0 : -1;
-        if (S_ISDIR(st.st_mode))
-            return mount("tmpfs", op->path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                         "size=0,nr_inodes=1,mode=0555");
+        if (S_ISDIR(st.st_mode)) {
+            /* A bind of the host's empty directory: no filesystem instance per mask. */
+            if (mount(op->arg, op->path, NULL, MS_BIND, NULL) < 0) return -1;
+            return raw_mount_setattr(AT_FDCWD, op->path, 0,
+                                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0);
+        }
         if (mount("dev/null", op->path, NULL, MS_BIND, NULL) < 0) return -1;
         return raw_mount_setattr(AT_FDCWD, op->path, 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0, 0);
 

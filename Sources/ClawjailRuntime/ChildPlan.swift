@@ -19,7 +19,9 @@ struct ChildOp: Sendable {
         case tmpfs(options: String, flags: UInt64)
         case proc(options: String?)
         case devpts(options: String)
-        case mask
+        /// A file gets dev/null bound over it, a directory a read-only bind of this
+        /// empty host directory.
+        case mask(emptyDirectory: String)
         case readOnly(extra: Mount.Attributes)
         case setAttributes(Mount.Attributes, recursive: Bool)
         case writeExisting(content: String)
@@ -101,8 +103,9 @@ final class ChildPlan {
         case .devpts(let options):
             kind = UInt32(CJ_OP_DEVPTS.rawValue)
             arg = Array(options.utf8)
-        case .mask:
+        case .mask(let empty):
             kind = UInt32(CJ_OP_MASK.rawValue)
+            arg = Array(empty.utf8)
         case .readOnly(let extra):
             kind = UInt32(CJ_OP_READONLY.rawValue)
             mattr = extra.rawValue

@@ -45,15 +45,20 @@ public struct HostLayout: Sendable {
     public var stagingRoot: String { runDirectory + "/root" }
     public var lockDirectory: String { runDirectory + "/locks" }
     public var jailDirectory: String { runDirectory + "/jails" }
+    /// An empty, read-only (0555, root) directory: bound over the /proc directories a
+    /// jail must not see, so that masking them costs no filesystem instance of its own.
+    public var emptyDirectory: String { runDirectory + "/empty" }
 
     /// Creates the run directory tree (idempotent). The staging mount point must be
     /// reachable by the jail's unprivileged root, hence 0755 all the way.
     public func ensureRunDirectories() throws(ClawjailError) {
         // Already there on every run but the first: two stats instead of a dozen mkdirs.
-        if (try? FileSystem.stat(stagingRoot))?.isDirectory == true, (try? FileSystem.stat(jailDirectory))?.isDirectory == true {
+        if (try? FileSystem.stat(stagingRoot))?.isDirectory == true, (try? FileSystem.stat(jailDirectory))?.isDirectory == true,
+           (try? FileSystem.stat(emptyDirectory))?.isDirectory == true {
             return
         }
-        for (dir, mode) in [(runDirectory, mode_t(0o755)), (stagingRoot, 0o755), (lockDirectory, 0o700), (jailDirectory, 0o700)] {
+        for (dir, mode) in [(runDirectory, mode_t(0o755)), (stagingRoot, 0o755), (lockDirectory, 0o700), (jailDirectory, 0o700),
+                            (emptyDirectory, 0o555)] {
             do {
                 try FileSystem.mkdirs(dir, mode: mode)
             } catch {

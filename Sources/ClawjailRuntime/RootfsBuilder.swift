@@ -184,8 +184,11 @@ struct RootfsBuilder {
     // MARK: /dev and /proc
 
     private mutating func buildDev() {
-        ops.append(ChildOp(.tmpfs(options: "size=64k,nr_inodes=64,mode=0755", flags: MountFlags.noSuid | MountFlags.noExec),
-                           "dev", label: "mount /dev (tmpfs)"))
+        // /dev is a directory of the new root (read-only with it at the end, and nodev:
+        // only the bound nodes below work), not a filesystem of its own. Every
+        // superblock a jail holds makes each new memory cgroup on the host bigger (the
+        // kernel sizes a cgroup's shrinker map by every shrinker that ever existed).
+        ops.append(ChildOp(.mkdir(mode: 0o755), "dev", label: "create /dev"))
         for node in ["null", "zero", "full", "random", "urandom", "tty"] {
             ops.append(ChildOp(.bindHost(source: "/dev/" + node, attributes: [.noSuid, .noExec], recursive: false),
                                "dev/" + node, label: "bind /dev/\(node)"))
@@ -198,8 +201,6 @@ struct RootfsBuilder {
                                ("stderr", "/proc/self/fd/2")] {
             ops.append(ChildOp(.symlink(target: target), "dev/" + name, label: "symlink /dev/\(name)"))
         }
-        // No new files or nodes in /dev once it is populated.
-        ops.append(ChildOp(.setAttributes([.readOnly], recursive: false), "dev", label: "make /dev read-only"))
     }
 
     private mutating func buildProc() {
@@ -213,7 +214,7 @@ struct RootfsBuilder {
         // reads as EACCES inside, where nobody is root outside. Every mount less is
         // cheaper to set up and to tear down.
         for name in Self.maskedProc where Self.needsMask(name) {
-            ops.append(ChildOp(.mask, "proc/" + name, optional: true, label: "mask /proc/\(name)"))
+            ops.append(ChildOp(.mask(emptyDirectory: layout.emptyDirectory), "proc/" + name, optional: true, label: "mask /proc/\(name)"))
         }
         for name in Self.readOnlyProc where (try? FileSystem.stat("/proc/" + name)) != nil {
             ops.append(ChildOp(.readOnly(extra: [.noSuid, .noDev, .noExec]), "proc/" + name, optional: true,

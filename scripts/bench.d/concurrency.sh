@@ -1,9 +1,11 @@
 # Sourced by scripts/bench: `scripts/bench concurrency` calls bench_concurrency.
 #
-# How many idle jails (`sleep 120`) start in 10 s, and the host memory each one costs
-# (the drop in MemAvailable, and the PSS of every process it adds: clawjail's supervisor,
-# the jail's init and the command), clawjail beside bwrap in the same run. Bounded: at
-# most BENCH_MAX_JAILS (default 4000) jails per tool, every one ended by the script.
+# How many idle jails start in 10 s (2 starts in flight per core; a jail counts once its
+# command runs), and the host memory each idle jail costs (the drop in MemAvailable, and
+# the PSS of every process it adds: clawjail's supervisor, the jail's init and the
+# command), clawjail beside bwrap in the same run. Then the emergency stop: how long
+# `clawjail kill --all` takes for all of them, and for 100 idle jails. Bounded: at most
+# BENCH_MAX_JAILS (default 4000) jails per tool, every one ended by the script.
 
 _bc_mem_available_kib() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 
@@ -41,47 +43,47 @@ print(total, len(seen), commands)
 PY
 }
 
-# _bc_start NAME CMD...: starts jails for 10 s from this shell (not a subshell: bwrap
-# --die-with-parent would die with it), their pids in $WORK/NAME.pids; sets BC_LAUNCHED
-# and BC_RUNNING (jails whose command runs at the 10 s mark).
+# _bc_start NAME CMD...: starts idle jails for 10 s, 2 starts in flight per core
+# (scripts/bench.d/jailstorm.py); their pids in $WORK/NAME.pids. Sets BC_RUNNING (jails
+# whose command ran within the 10 s) and BC_LAUNCHED.
 _bc_start() {
   local name=$1; shift
-  local max=${BENCH_MAX_JAILS:-4000} n=0 end=$((SECONDS + 10)) pss procs
-  : > "$WORK/$name.pids"
-  while (( SECONDS < end && n < max )); do
-    "$@" >/dev/null 2>&1 &
-    echo $! >> "$WORK/$name.pids"
-    n=$((n + 1))
+  local i
+  rm -f "$WORK/$name.pids.result"
+  /usr/bin/python3 "$ROOT/scripts/bench.d/jailstorm.py" 10 "${BENCH_MAX_JAILS:-4000}" $(( 2 * $(nproc) )) "$WORK/$name.pids" -- "$@" &
+  BC_STORM=$!
+  for ((i = 0; i < 600; i++)); do
+    [[ -e $WORK/$name.pids.result ]] && break
+    sleep 0.1
   done
-  BC_LAUNCHED=$n
-  read -r pss procs BC_RUNNING < <(_bc_tree $(cat "$WORK/$name.pids"))
+  read -r BC_RUNNING BC_LAUNCHED < "$WORK/$name.pids.result"
 }
 
 _bc_stop() {
   local name=$1 p
   while read -r p; do kill "$p" 2>/dev/null || true; done < "$WORK/$name.pids"
-  while read -r p; do wait "$p" 2>/dev/null || true; done < "$WORK/$name.pids"
+  wait "$BC_STORM" 2>/dev/null || true
 }
 
 bench_concurrency() {
   echo "== concurrency: idle jails started in 10 s, and host memory per idle jail (max ${BENCH_MAX_JAILS:-4000})"
   local before after alive pss procs commands name per
-  local bwrap="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev --tmpfs /tmp /bin/sleep 120"
+  local bwrap="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev --tmpfs /tmp "
   : > "$WORK/concurrency.txt"
   for name in clawjail bwrap; do
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     sleep 2
     before=$(_bc_mem_available_kib)
     if [[ $name == clawjail ]]; then
-      _bc_start "$name" "$CJ" exec --quiet -- /bin/sleep 120
+      _bc_start "$name" "$CJ" exec --quiet --
     else
       _bc_start "$name" $bwrap
     fi
-    sleep 5   # let the last ones finish starting
+    sleep 3   # let the last ones in flight finish starting
     after=$(_bc_mem_available_kib)
     read -r pss procs commands < <(_bc_tree $(cat "$WORK/$name.pids"))
     per=$(( commands > 0 ? commands : 1 ))
-    printf '  %-9s %5d running at 10 s (%d launched; %d running after 5 s more) | MemAvailable drop %s KiB/jail | PSS %s KiB/jail (%d processes)\n' \
+    printf '  %-9s %5d running within 10 s (%d launched; %d idle jails measured) | MemAvailable drop %s KiB/jail | PSS %s KiB/jail (%d processes)\n' \
       "$name" "$BC_RUNNING" "$BC_LAUNCHED" "$commands" "$(( (before - after) / per ))" "$(( pss / per ))" "$procs"
     echo "$name $BC_RUNNING $commands $(( (before - after) / per )) $(( pss / per ))" >> "$WORK/concurrency.txt"
     if [[ $name == clawjail ]]; then
@@ -93,7 +95,7 @@ bench_concurrency() {
   local cj bw
   cj=$(awk '$1=="clawjail"{print $2}' "$WORK/concurrency.txt")
   bw=$(awk '$1=="bwrap"{print $2}' "$WORK/concurrency.txt")
-  printf '  ratio   jails running at 10 s clawjail/bwrap %s (targets: >= 3000 in 10 s, <= 0.6 MiB per jail)\n' "$(ratio "$cj" "$(( bw > 0 ? bw : 1 ))")"
+  printf '  ratio   jails started in 10 s clawjail/bwrap %s (targets: >= 3000 in 10 s, <= 0.6 MiB per jail)\n' "$(ratio "$cj" "$(( bw > 0 ? bw : 1 ))")"
   # The emergency stop at the size the issue names: 100 idle jails.
   : > "$WORK/kill100.pids"
   local i

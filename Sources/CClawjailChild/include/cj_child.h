@@ -29,7 +29,7 @@ enum cj_op_kind {
     CJ_OP_TMPFS,          /* mount tmpfs at path with options arg and MS_* flags mflags */
     CJ_OP_PROC,           /* mount a new procfs at path */
     CJ_OP_DEVPTS,         /* mount a new devpts instance at path */
-    CJ_OP_MASK,           /* hide path: a file gets dev/null bound over it, a directory an empty read-only tmpfs */
+    CJ_OP_MASK,           /* hide path: a file gets dev/null bound over it, a directory a read-only bind of arg (an empty dir) */
     CJ_OP_READONLY,       /* bind path onto itself and make it read-only */
     CJ_OP_SETATTR,        /* mount_setattr(path, mattr) on an existing mount */
     CJ_OP_WRITE_EXISTING, /* write arg into an existing file (a sysctl under proc/sys) */
