@@ -116,5 +116,24 @@ extension Privileged {
                 #expect(try Self.runtimeResult(bad).status["end"] as? String == "setup-failed", "\(bad)")
             }
         }
+
+        @Test("scripts/demo, the README's first command, runs the demo agent and its tool runs (twice: it is re-runnable)")
+        func demoScript() throws {
+            let dir = try Harness.tempDirectory("demo")
+            defer { Harness.remove(dir) }
+            var env = ProcessInfo.processInfo.environment
+            env["CLAWJAIL_BIN"] = Harness.binary
+            env["CLAWJAIL_DEMO_DIR"] = dir
+            env["CLAWJAIL_STATE_DIR"] = dir + "/state"
+            for round in 1...2 {
+                let r = try Harness.run([Harness.repository + "/scripts/demo"], environment: env, timeout: 240)
+                #expect(r.status == 0, "round \(round): \(r)")
+                #expect(r.stdout.contains("demo agent: uid 1000, pid 2, host demo, cwd /workspace"), "\(r)")
+                #expect(r.stdout.contains("rewrite my protected SOUL.md") && r.stdout.contains("Read-only file system"), "\(r)")
+                #expect(r.stdout.contains("tool run sees: ['AGENTS.md', 'SOUL.md', 'memory'] as uid 1000 | credentials: False"), "\(r)")
+                #expect(r.stdout.contains("hello from a fresh jail: 1000 in /workspace"), "\(r)")
+                #expect(r.stderr.contains("agent demo exited 0"), "\(r)")
+            }
+        }
     }
 }
