@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import ClawjailSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -131,23 +132,6 @@ public final class IngressForwarder: Sendable {
 /// Swift concurrency or NIO thread, since those must not change namespace.
 enum DispatchQueueLite {
     static func run(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Job(body))
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            let job = Unmanaged<Job>.fromOpaque(raw).takeRetainedValue()
-            job.body()
-            return nil
-        }, box.toOpaque())
-        if rc == 0 {
-            pthread_detach(thread)
-        } else {
-            box.takeRetainedValue().body()
-        }
-    }
-
-    final class Job: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        if (try? PosixThread.spawn(detached: true, body)) == nil { body() }
     }
 }

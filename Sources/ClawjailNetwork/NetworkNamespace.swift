@@ -122,29 +122,15 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
 /// Runs a closure on a fresh pthread and joins it. Used for every namespace switch:
 /// the thread is never reused, so the namespace it entered dies with it.
 enum DedicatedThread {
-    private final class Job: @unchecked Sendable {
-        let work: () -> Void
-        init(_ work: @escaping () -> Void) { self.work = work }
-    }
-
     /// Holds one thread's outcome; written by that thread, read after pthread_join.
     private final class Outcome<T>: @unchecked Sendable {
         var value: Result<T, ClawjailError> = .failure(ClawjailError(.internalError, "namespace thread did not run"))
     }
 
     private static func start(_ work: @escaping () -> Void) throws(ClawjailError) -> pthread_t {
-        let context = Unmanaged.passRetained(Job(work)).toOpaque()
-        var thread = pthread_t()
-        let r = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Job>.fromOpaque(raw).takeRetainedValue().work()
-            return nil
-        }, context)
-        if r != 0 {
-            Unmanaged<Job>.fromOpaque(context).release()
-            throw ClawjailError(.network, "starting a namespace thread (pthread_create)", cause: Errno(rawValue: r))
+        do { return try PosixThread.spawn(work) } catch {
+            throw ClawjailError(.network, "starting a namespace thread (pthread_create)", cause: error)
         }
-        return thread
     }
 
     static func run<T>(_ body: () throws(ClawjailError) -> T) throws(ClawjailError) -> T {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ClawjailCore
+import ClawjailSystem
 
 /// A step started on a pthread of its own now and joined later. `exec` uses it to let
 /// the kernel-heavy steps of a launch (the cgroup directories, the seccomp index)
@@ -25,7 +26,7 @@ final class BackgroundWork<T>: @unchecked Sendable {
     }
 
     private func launch() {
-        thread = ThreadStart.spawn { [self] in outcome = body() }
+        thread = try? PosixThread.spawn { [self] in outcome = body() }
     }
 
     /// Waits for the work (once) and returns its result or rethrows its error.
@@ -47,29 +48,5 @@ final class BackgroundWork<T>: @unchecked Sendable {
         // thread itself may drop the last reference: then it can only detach itself.
         guard let t = thread else { return }
         if pthread_equal(t, pthread_self()) != 0 { pthread_detach(t) } else { pthread_join(t, nil) }
-    }
-}
-
-/// The pthread entry point, outside any generic context.
-private enum ThreadStart {
-    final class Job: @unchecked Sendable {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
-    }
-
-    /// A started thread, or nil when none could be started.
-    static func spawn(_ run: @escaping () -> Void) -> pthread_t? {
-        let context = Unmanaged.passRetained(Job(run)).toOpaque()
-        var t = pthread_t()
-        let r = pthread_create(&t, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Job>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, context)
-        if r != 0 {
-            Unmanaged<Job>.fromOpaque(context).release()
-            return nil
-        }
-        return t
     }
 }

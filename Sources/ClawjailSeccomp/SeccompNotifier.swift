@@ -1,5 +1,6 @@
 import ClawjailCore
 import CSeccomp
+import ClawjailSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -69,19 +70,12 @@ public final class SeccompNotifier: Sendable {
     public func start() throws {
         try state.withLock { s in
             guard s.thread == nil, !s.stopped else { return }
-            let context = Unmanaged.passRetained(loop).toOpaque()
-            var thread = pthread_t()
-            let r = pthread_create(&thread, nil, { raw in
-                guard let raw else { return nil }
-                let loop = Unmanaged<Loop>.fromOpaque(raw).takeRetainedValue()
-                loop.run()
-                return nil
-            }, context)
-            if r != 0 {
-                Unmanaged<Loop>.fromOpaque(context).release()
-                throw ClawjailError(.seccomp, "starting the seccomp notifier thread: \(SystemCall.errnoText(r))")
+            let loop = self.loop
+            do {
+                s.thread = try PosixThread.spawn { loop.run() }
+            } catch {
+                throw ClawjailError(.seccomp, "starting the seccomp notifier thread: \(error)")
             }
-            s.thread = thread
         }
     }
 
