@@ -390,6 +390,21 @@ extension Privileged {
             #expect(gc.stdout.contains("removed cgroup of \(name)"), "\(gc)")
             #expect(Harness.leftoverCgroups(named: name).isEmpty, "\(Harness.leftoverCgroups())")
         }
+
+        @Test("runs leave clawjail's empty v1 parents for the next run; gc removes them when no jail is left")
+        func emptyParents() throws {
+            let hierarchies = ["memory", "pids", "freezer"].map { "/sys/fs/cgroup/\($0)" }.filter { FileManager.default.fileExists(atPath: $0 + "/tasks") }
+            guard !hierarchies.isEmpty else { return }  // a pure cgroup v2 host: the qemu tier covers it
+            let r = try Harness.clawjail(["exec", "--quiet", "--", "/bin/true"])
+            #expect(r.status == 0, "\(r)")
+            for h in hierarchies { #expect(FileManager.default.fileExists(atPath: h + "/clawjail"), "\(h)/clawjail after a run") }
+            #expect(Harness.leftoverCgroups().isEmpty, "\(Harness.leftoverCgroups())")
+            let gc = try Harness.clawjail(["gc"])
+            #expect(gc.status == 0, "\(gc)")
+            for h in hierarchies { #expect(!FileManager.default.fileExists(atPath: h + "/clawjail"), "\(h)/clawjail after gc") }
+            let again = try Harness.clawjail(["exec", "--quiet", "--", "/bin/true"])
+            #expect(again.status == 0, "a run after gc recreates the parents: \(again)")
+        }
     }
 }
 
