@@ -146,7 +146,7 @@ enum DedicatedThread {
                         outcome.value = .failure(error)
                     }
                 }
-                pthread_join(thread, nil)
+                PosixThread.join(thread)
             }
         }
         try started.get()

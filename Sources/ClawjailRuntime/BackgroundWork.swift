@@ -32,7 +32,7 @@ final class BackgroundWork<T>: @unchecked Sendable {
     /// Waits for the work (once) and returns its result or rethrows its error.
     func join() throws(ClawjailError) -> T {
         if let t = thread {
-            pthread_join(t, nil)
+            PosixThread.join(t)
             thread = nil
         }
         if outcome == nil { outcome = body() }
@@ -47,6 +47,6 @@ final class BackgroundWork<T>: @unchecked Sendable {
         // Never leave a thread running past its owner (the result is dropped). The
         // thread itself may drop the last reference: then it can only detach itself.
         guard let t = thread else { return }
-        if pthread_equal(t, pthread_self()) != 0 { pthread_detach(t) } else { pthread_join(t, nil) }
+        PosixThread.release(t)
     }
 }

@@ -181,7 +181,7 @@ public enum Launcher {
             Trace.mark("child plan built")
         } catch {
             builder.closeAll()
-            if let placed = try? placedCgroup() { placed.close(); try? placed.cgroup.destroy() }
+            if let placed = try? cgroupWork.join() { placed.close(); try? placed.cgroup.destroy() }
             throw error
         }
         defer { builder.closeAll() }

@@ -34,7 +34,7 @@ public enum Log {
 /// CLAWJAIL_TRACE=1: each start-up step of a launch on stderr with its CLOCK_MONOTONIC
 /// time in microseconds (the C child adds its own steps), for profiling `exec`.
 public enum Trace {
-    public static let enabled = getenv("CLAWJAIL_TRACE") != nil
+    public static let enabled = ProcessInfoLite.environment()["CLAWJAIL_TRACE"] != nil
 
     public static func mark(_ step: StaticString) {
         guard enabled else { return }

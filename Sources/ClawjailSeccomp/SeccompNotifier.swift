@@ -90,7 +90,7 @@ public final class SeccompNotifier: Sendable {
         } ?? nil
         var one: UInt64 = 1
         _ = write(loop.wake, &one, 8)
-        if let thread { pthread_join(thread, nil) }
+        if let thread { PosixThread.join(thread) }
         loop.closeFDs()
     }
 

@@ -27,4 +27,15 @@ public enum PosixThread {
         if detached { pthread_detach(thread) }
         return thread
     }
+
+    /// Waits for a joinable thread to end.
+    public static func join(_ thread: pthread_t) {
+        pthread_join(thread, nil)
+    }
+
+    /// Lets go of a joinable thread: joins it, or detaches it when the caller is that
+    /// thread itself (an owner whose last reference the thread dropped).
+    public static func release(_ thread: pthread_t) {
+        if pthread_equal(thread, pthread_self()) != 0 { pthread_detach(thread) } else { pthread_join(thread, nil) }
+    }
 }
