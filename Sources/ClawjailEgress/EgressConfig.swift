@@ -81,6 +81,10 @@ public struct EgressConfig: Sendable {
     /// first and refused if it returns false. Tests use it to record dials and
     /// to make sure nothing but 127.0.0.1 is ever dialled.
     var dialFilter: (@Sendable (SocketAddress) -> Bool)?
+    /// Established CONNECT and transparent-TLS tunnels are copied by the kernel
+    /// (splice(2), see KernelTunnels). Tests turn it off to exercise the
+    /// user-space path, which ingress and a hand-over that fails still use.
+    var kernelTunnels = true
 
     public static let defaultSyntheticRange: IPPrefix = {
         guard let p = IPPrefix(.v4(0xC612_0000), length: 15) else { preconditionFailure("198.18.0.0/15") }

@@ -56,6 +56,7 @@ public final class EgressProxy: Sendable {
     private let active = ConnectionCounter()
     private let listeners = Mutex<[any Channel]>([])
     private let synthetic: SyntheticAddresses
+    private let tunnels: KernelTunnels?
 
     public init(
         config: EgressConfig, agent: String, audit: @escaping @Sendable (EgressDecision) -> Void,
@@ -65,11 +66,16 @@ public final class EgressProxy: Sendable {
         self.agent = agent
         self.group = group
         self.synthetic = SyntheticAddresses(range: config.syntheticRange)
+        let tunnels = config.kernelTunnels ? KernelTunnels(idleTimeout: config.idleTimeout, active: active) : nil
+        self.tunnels = tunnels
         self.shared = ProxyShared(
             agent: agent, allowlist: config.allowlist, dialer: Dialer(config: config, registry: registry),
             audit: audit, syntheticRange: config.syntheticRange, firstRequestTimeout: config.firstRequestTimeout,
-            transparentHTTPPort: config.transparentHTTPPort, transparentTLSPort: config.transparentTLSPort)
+            transparentHTTPPort: config.transparentHTTPPort, transparentTLSPort: config.transparentTLSPort, tunnels: tunnels)
     }
+
+    /// Tunnels the kernel is copying (also counted in `activeConnections`).
+    public var kernelTunnelCount: Int { tunnels?.count ?? 0 }
 
     /// Client connections currently open (all listeners).
     public var activeConnections: Int { active.value.load(ordering: .relaxed) }
@@ -186,6 +192,7 @@ public final class EgressProxy: Sendable {
         for l in ls { try? await l.close() }
         let open = registry.closeAll()
         for c in open { try? await c.closeFuture.get() }
+        tunnels?.shutdown()
     }
 }
 

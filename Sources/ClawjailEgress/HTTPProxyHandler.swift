@@ -12,6 +12,8 @@ struct ProxyShared: Sendable {
     let firstRequestTimeout: TimeAmount
     let transparentHTTPPort: UInt16
     let transparentTLSPort: UInt16
+    /// Where established tunnels go; nil keeps them in NIO.
+    let tunnels: KernelTunnels?
 
     /// The original destination, if it is one of the responder's synthetic
     /// addresses. Any other destination address is not trusted and not logged.
@@ -476,7 +478,7 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             channel.eventLoop.makeCompletedFuture {
                 // Holds reads until linked, so a server that speaks first loses nothing.
                 try channel.pipeline.syncOperations.addHandler(
-                    SpliceHandler(direction: .down, record: TunnelRecord(finish: { _ in })))
+                    SpliceHandler(direction: .down, record: TunnelRecord(finish: { _, _ in })))
             }
         }
         .assumeIsolated()
@@ -496,11 +498,11 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 ok.writeString("HTTP/1.1 200 Connection Established\r\n\r\n")
                 context.writeAndFlush(wrapOutboundOut(ok), promise: nil)
                 let shared = self.shared
-                let record = TunnelRecord { rec in
+                let record = TunnelRecord { up, down in
                     shared.audit(EgressDecision(
                         agent: shared.agent, mode: .connect, verdict: .allow, rule: rule.description,
                         host: target.host, port: target.port, upstreamIP: dial.address.description,
-                        bytesUp: rec.bytesUp, bytesDown: rec.bytesDown, durationMs: shared.elapsedMs(since: start)))
+                        bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: start)))
                 }
                 do {
                     try enterTunnel(upstream: dial.channel, record: record, upstreamHTTPHandlers: false)
@@ -530,7 +532,6 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let clientSplice = SpliceHandler(direction: .up, record: record)
         try client.addHandler(clientSplice)
-        SpliceHandler.link(clientSplice, upSplice)
         state = .tunnel
         self.upstream = nil
         if upstreamHTTPHandlers {
@@ -539,18 +540,16 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let d = try? up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { up.removeHandler(d, promise: nil) }
         }
         let clientChannel = context.channel
+        let tunnels = shared.tunnels
         client.removeHandler(context: context, promise: nil)
         client.removeHandler(decoder, promise: nil)
-        // Removing a decoder forwards its leftover bytes without a
-        // read-complete (and, when removed from inside its own decode call,
-        // only once that call unwinds), so flush both sides on the next tick.
+        // Removing a decoder forwards its leftover bytes (to the unlinked
+        // splice handlers, which keep them) only once its own decode call
+        // unwinds, so the tunnel starts on the next tick.
         clientChannel.eventLoop.assumeIsolated().execute {
-            clientChannel.flush()
-            channel.flush()
+            KernelTunnels.start(client: clientChannel, clientSplice, upstream: channel, upSplice,
+                                record: record, via: tunnels)
         }
-        // Reads held while dialling must be re-issued now that the splice owns them.
-        clientSplice.kick()
-        upSplice.kick()
     }
 
     // MARK: responses (called by UpstreamHTTPHandler, same event loop)
@@ -620,11 +619,13 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let shared = self.shared
                 let mode = self.auditMode
                 let dstIP = self.dstIP
-                let record = TunnelRecord { rec in
+                let ended = cur
+                let record = TunnelRecord { up, down in
+                    let cur = ended
                     shared.audit(EgressDecision(
                         agent: shared.agent, mode: mode, verdict: .allow, rule: cur.rule,
                         host: cur.target.host, port: cur.target.port, dstIP: dstIP, upstreamIP: cur.upstreamIP,
-                        bytesUp: rec.bytesUp, bytesDown: rec.bytesDown, durationMs: shared.elapsedMs(since: cur.start)))
+                        bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: cur.start)))
                 }
                 do {
                     try enterTunnel(upstream: up.channel, record: record, upstreamHTTPHandlers: true)

@@ -62,9 +62,9 @@ public final class IngressForwarder: Sendable {
             .childChannelOption(.recvAllocator, value: EgressProxy.recvAllocator)
             .childChannelInitializer { client in
                 let started = NIODeadline.now()
-                let finish: @Sendable (TunnelRecord) -> Void = { r in
-                    audit(IngressEvent(agent: agent, port: port, verdict: "allow", reason: "forwarded", bytesIn: r.bytesUp,
-                                       bytesOut: r.bytesDown,
+                let finish: @Sendable (UInt64, UInt64) -> Void = { up, down in
+                    audit(IngressEvent(agent: agent, port: port, verdict: "allow", reason: "forwarded", bytesIn: up,
+                                       bytesOut: down,
                                        durationMs: UInt64((NIODeadline.now() - started).nanoseconds / 1_000_000)))
                 }
                 let record = TunnelRecord(finish: finish)

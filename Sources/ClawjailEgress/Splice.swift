@@ -1,13 +1,14 @@
 import NIOCore
 
 /// Byte counts and the single audit record of one tunnel. Lives on one event
-/// loop (both channels of a tunnel share it).
+/// loop (both channels of a tunnel share it) until the kernel takes the tunnel
+/// over, when the report goes with it.
 final class TunnelRecord {
     var bytesUp: UInt64 = 0
     var bytesDown: UInt64 = 0
-    private var finish: ((TunnelRecord) -> Void)?
+    private var finish: (@Sendable (_ up: UInt64, _ down: UInt64) -> Void)?
 
-    init(finish: @escaping (TunnelRecord) -> Void) {
+    init(finish: @escaping @Sendable (_ up: UInt64, _ down: UInt64) -> Void) {
         self.finish = finish
     }
 
@@ -15,8 +16,19 @@ final class TunnelRecord {
     func close() {
         if let f = finish {
             finish = nil
-            f(self)
+            f(bytesUp, bytesDown)
         }
+    }
+
+    /// Takes the report away, for whoever carries the tunnel on; this record
+    /// then reports nothing unless it is given back.
+    func detachReport() -> (@Sendable (_ up: UInt64, _ down: UInt64) -> Void)? {
+        defer { finish = nil }
+        return finish
+    }
+
+    func reattach(_ report: (@Sendable (_ up: UInt64, _ down: UInt64) -> Void)?) {
+        finish = report
     }
 }
 
@@ -24,6 +36,10 @@ final class TunnelRecord {
 /// pattern). ByteBuffers are passed through, never copied. Backpressure: a
 /// side only reads while its partner is writable. Half-close is forwarded,
 /// so protocols that shut down one direction still work.
+///
+/// Until it is linked, a handler holds its channel's reads and keeps whatever
+/// NIO reads anyway (it drains a socket that saw a FIN), together with the FIN
+/// and the close, for the partner or for the kernel hand-over.
 final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -40,6 +56,11 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingRead = false
     private var inputClosed = false
     private var outputClosed = false
+    /// Read before the link.
+    private var early: [ByteBuffer] = []
+    private var closedEarly = false
+    /// The kernel owns the tunnel now: this side reports and forwards nothing.
+    private var handedOff = false
 
     init(direction: Direction, record: TunnelRecord) {
         self.direction = direction
@@ -50,9 +71,44 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static func link(_ a: SpliceHandler, _ b: SpliceHandler) {
         a.partner = b
         b.partner = a
+        for (from, to) in [(a, b), (b, a)] {
+            let held = from.early
+            from.early = []
+            for buf in held {
+                from.count(buf)
+                to.partnerWrite(buf)
+            }
+            if !held.isEmpty { to.partnerFlush() }
+            if from.closedEarly {
+                from.record.close()
+                to.partnerClose()
+            } else if from.inputClosed {
+                to.partnerShutdownOutput()
+            }
+        }
         a.resumeReadIfPossible()
         b.resumeReadIfPossible()
     }
+
+    /// A copy of what this side read before the link.
+    var earlyBytes: [UInt8] {
+        var bytes: [UInt8] = []
+        for buf in early { bytes += buf.readableBytesView }
+        return bytes
+    }
+
+    /// Whether this side's peer sent a FIN before the link.
+    var sawInputClosed: Bool { inputClosed }
+
+    /// The kernel owns the tunnel now: drop what was held; closing this channel
+    /// reports and forwards nothing.
+    func markHandedOff() {
+        handedOff = true
+        early = []
+    }
+
+    /// Closed, or about to be: the tunnel cannot be handed over.
+    var hasEnded: Bool { closedEarly || !(context?.channel.isActive ?? false) }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -64,11 +120,20 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buf = unwrapInboundIn(data)
+        guard !handedOff else { return }
+        guard let partner else {
+            early.append(buf)
+            return
+        }
+        count(buf)
+        partner.partnerWrite(buf)
+    }
+
+    private func count(_ buf: ByteBuffer) {
         switch direction {
         case .up: record.bytesUp &+= UInt64(buf.readableBytes)
         case .down: record.bytesDown &+= UInt64(buf.readableBytes)
         }
-        partner?.partnerWrite(buf)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -76,14 +141,21 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        record.close()
-        partner?.partnerClose()
+        if !handedOff {
+            if let partner {
+                record.close()
+                partner.partnerClose()
+            } else {
+                closedEarly = true
+            }
+        }
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
             inputClosed = true
+            guard !handedOff else { return }
             partner?.partnerShutdownOutput()
             if outputClosed { context.close(promise: nil) }
             return
@@ -101,6 +173,7 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        guard !handedOff else { return }
         if let partner, partner.isWritable {
             context.read()
         } else {

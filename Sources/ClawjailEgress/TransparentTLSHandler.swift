@@ -87,7 +87,7 @@ final class TransparentTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         shared.dialer.dial(name: name, port: port, on: context.eventLoop) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(
-                    SpliceHandler(direction: .down, record: TunnelRecord(finish: { _ in })))
+                    SpliceHandler(direction: .down, record: TunnelRecord(finish: { _, _ in })))
             }
         }
         .assumeIsolated()
@@ -105,11 +105,11 @@ final class TransparentTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
                 state = .done
                 let shared = self.shared
                 let dstIP = self.dstIP
-                let record = TunnelRecord { rec in
+                let record = TunnelRecord { up, down in
                     shared.audit(EgressDecision(
                         agent: shared.agent, mode: .transparentTLS, verdict: .allow, rule: rule.description,
                         host: name, port: port, dstIP: dstIP, upstreamIP: dial.address.description,
-                        bytesUp: rec.bytesUp, bytesDown: rec.bytesDown, durationMs: shared.elapsedMs(since: start)))
+                        bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: start)))
                 }
                 upSplice.record = record
                 let clientSplice = SpliceHandler(direction: .up, record: record)
@@ -120,16 +120,16 @@ final class TransparentTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
                     context.close(promise: nil)
                     return
                 }
-                SpliceHandler.link(clientSplice, upSplice)
                 // Replay the ClientHello (and anything after it) upstream.
                 if let buf = buffered {
                     buffered = nil
                     record.bytesUp &+= UInt64(buf.readableBytes)
-                    dial.channel.writeAndFlush(buf, promise: nil)
+                    dial.channel.write(buf, promise: nil)
                 }
+                let client = context.channel
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-                clientSplice.kick()
-                upSplice.kick()
+                KernelTunnels.start(client: client, clientSplice, upstream: dial.channel, upSplice,
+                                    record: record, via: shared.tunnels)
             }
         }
     }

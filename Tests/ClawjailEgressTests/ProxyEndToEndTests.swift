@@ -12,7 +12,7 @@ private let local4: UInt32 = 0x7F00_0001
 
 private func answers(_ name: String, _ type: UInt16, _ seq: Int) -> FakeAnswer {
     switch name {
-    case "web.test", "echo.test", "tls.test", "plain.test", "a.wild.test":
+    case "web.test", "echo.test", "tls.test", "plain.test", "a.wild.test", "banner.test":
         return .records(a: [local4], aaaa: [], ttl: 30)
     case "private.bad.test": return .records(a: [0x0A00_0001], aaaa: [], ttl: 30)
     case "meta.bad.test": return .records(a: [0xA9FE_A9FE], aaaa: [], ttl: 30)
@@ -86,6 +86,61 @@ struct ProxyEndToEndTests {
             let all = String(decoding: eager.read(until: { String(decoding: $0, as: UTF8.self).hasSuffix("ECHO:early") }),
                              as: UTF8.self)
             #expect(all.hasPrefix("HTTP/1.1 200") && all.hasSuffix("ECHO:early"))
+        }
+    }
+
+    @Test("a CONNECT tunnel carries megabytes both ways, byte for byte, in the kernel or in NIO",
+          arguments: [true, false])
+    func connectBulk(kernel: Bool) async throws {
+        try await withProxy(allow: { _, e in ["echo.test:\(e)"] }, configure: { c, _, _ in c.kernelTunnels = kernel }) {
+            h, _, echo in
+            let c = try TestClient(port: h.proxyPort)
+            c.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\nfirst")
+            let head = c.read(until: { String(decoding: $0, as: UTF8.self).hasSuffix("ECHO:first") })
+            #expect(String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            // The tunnel is established: it is the kernel's, or NIO's.
+            #expect(h.proxy?.kernelTunnelCount == (kernel ? 1 : 0))
+            #expect(h.proxy?.activeConnections == 1)
+
+            // 6 MiB of a pattern that shows any lost, repeated or reordered block.
+            let size = 6 << 20
+            var payload = [UInt8](repeating: 0, count: size)
+            for i in 0..<size { payload[i] = UInt8(truncatingIfNeeded: (i >> 10) &* 31 &+ i) }
+            nonisolated(unsafe) let client = c
+            let sender = TestThread {
+                client.send(payload)
+                client.shutdownWrite()
+            }
+            let echoed = c.readToEOF()
+            sender.join()
+            #expect(echoed.count == size)
+            #expect(echoed == payload, "the echoed stream differs from what was sent")
+
+            #expect(await h.waitForAudit { $0.contains { $0.mode == .connect && $0.verdict == .allow } })
+            let rec = try #require(h.audit.all.first { $0.mode == .connect })
+            #expect(rec.bytesUp == UInt64(size + 5))
+            #expect(rec.bytesDown == UInt64(size + 10))
+            for _ in 0..<100 where (h.proxy?.activeConnections ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(h.proxy?.activeConnections == 0)
+            #expect(h.proxy?.kernelTunnelCount == 0)
+        }
+    }
+
+    @Test("a server that speaks first and hangs up is heard in full", arguments: [true, false])
+    func connectServerSpeaksFirst(kernel: Bool) async throws {
+        let banner = try BannerServer(banner: Array("220 hello from the origin\r\n".utf8))
+        defer { banner.stop() }
+        try await withProxy(allow: { _, _ in ["banner.test:\(banner.port)"] },
+                            configure: { c, _, _ in c.kernelTunnels = kernel }) { h, _, _ in
+            let c = try TestClient(port: h.proxyPort)
+            c.send("CONNECT banner.test:\(banner.port) HTTP/1.1\r\n\r\n")
+            let all = String(decoding: c.readToEOF(), as: UTF8.self)
+            #expect(all.hasPrefix("HTTP/1.1 200"))
+            #expect(all.hasSuffix("\r\n\r\n220 hello from the origin\r\n"))
+            c.shutdownWrite()  // the tunnel ends when both directions have
+            #expect(await h.waitForAudit { $0.contains { $0.mode == .connect && $0.verdict == .allow } })
+            let rec = try #require(h.audit.all.first { $0.mode == .connect })
+            #expect(rec.bytesDown == 27)
         }
     }
 

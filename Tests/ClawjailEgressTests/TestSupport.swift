@@ -547,3 +547,61 @@ private final class UpgradeHandler: ChannelInboundHandler {
         context.flush()
     }
 }
+
+/// A joinable pthread, for blocking work beside a test's async code.
+final class TestThread: @unchecked Sendable {
+    private final class Box { let run: () -> Void; init(_ r: @escaping () -> Void) { run = r } }
+    private var thread = pthread_t()
+
+    init(_ run: @escaping () -> Void) {
+        let ctx = Unmanaged.passRetained(Box(run)).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, ctx)
+        precondition(rc == 0, "pthread_create: \(rc)")
+    }
+
+    func join() { pthread_join(thread, nil) }
+}
+
+/// A server that speaks first: it accepts one connection, sends its banner and
+/// hangs up at once, so the banner and the FIN reach the proxy before anyone
+/// asks to read.
+final class BannerServer: @unchecked Sendable {
+    let fd: Int32
+    let port: Int
+    private var thread: TestThread?
+
+    init(banner: [UInt8]) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        guard fd >= 0 else { throw TestClientError.socket(errno) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        guard ok else {
+            Glibc.close(fd)
+            throw TestClientError.socket(errno)
+        }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        thread = TestThread {
+            let c = accept(fd, nil, nil)
+            guard c >= 0 else { return }
+            _ = banner.withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            Glibc.close(c)
+        }
+    }
+
+    func stop() {
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))  // wakes the accept
+        thread?.join()
+        Glibc.close(fd)
+    }
+}

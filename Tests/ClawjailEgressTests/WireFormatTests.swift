@@ -112,7 +112,7 @@ struct DNSResponderUnitTests {
         let shared = ProxyShared(
             agent: "t", allowlist: config.allowlist, dialer: Dialer(config: config, registry: ChannelRegistry()),
             audit: { _ in }, syntheticRange: config.syntheticRange, firstRequestTimeout: .seconds(1),
-            transparentHTTPPort: 80, transparentTLSPort: 443)
+            transparentHTTPPort: 80, transparentTLSPort: 443, tunnels: nil)
         return DNSResponderHandler(shared: shared, synthetic: SyntheticAddresses(range: config.syntheticRange, key: 42))
     }
 

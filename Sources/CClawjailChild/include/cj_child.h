@@ -208,6 +208,26 @@ void cj_malloc_single_arena(void);
 /* waitid(P_PIDFD): fills *status like waitpid's status word; returns 0, or -1 with errno. */
 int cj_sys_wait_pidfd(int pidfd, int *status, int options);
 
+/* The egress proxy's kernel-side tunnels (ClawjailSystem.Splice and .Epoll). */
+/* splice(2) with no offsets and SPLICE_F_MOVE|SPLICE_F_NONBLOCK. */
+long cj_sys_splice(int fd_in, int fd_out, size_t len);
+/* A non-blocking, CLOEXEC pipe resized with F_SETPIPE_SZ (best effort); returns the
+ * capacity in bytes, or -1 with errno (fds untouched). */
+int cj_sys_splice_pipe(int fds[2], int size);
+int cj_sys_epoll_create(void);
+/* op: 0 add, 1 delete. events: the EPOLL* bits below. */
+int cj_sys_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+struct cj_epoll_event { uint32_t events; uint64_t data; };
+int cj_sys_epoll_wait(int epfd, struct cj_epoll_event *out, int max, int timeout_ms);
+uint32_t cj_epoll_in(void);
+uint32_t cj_epoll_out(void);
+uint32_t cj_epoll_rdhup(void);
+uint32_t cj_epoll_et(void);
+/* A non-blocking, CLOEXEC eventfd. */
+int cj_sys_eventfd(void);
+/* Blocks SIGPIPE in the calling thread: a write to a reset peer fails with EPIPE. */
+void cj_block_sigpipe(void);
+
 #ifdef __cplusplus
 }
 #endif
