@@ -1,6 +1,8 @@
 import ClawjailCore
 import ClawjailEgress
 import ClawjailStore
+import ClawjailSystem
+import Glibc
 
 /// Egress and ingress decisions as audit events in the store's chain.
 enum NetworkAudit {
@@ -24,15 +26,85 @@ enum NetworkAudit {
     }
 
     /// A hook that records into `store` (when there is one) and logs denials on stderr.
+    /// The proxy's event loop only queues its events; a writer thread commits them.
     static func hook(spec: JailSpec, store: Store?, runID: RunID?) -> NetworkHook {
         let agent = spec.agent ?? ""
         let name = spec.name
+        let queue = store.flatMap { AuditQueue(store: $0) }
         return NetworkHook(spec: spec, onEgress: { d in
             if d.verdict == .deny { Log.info("\(name): egress denied (\(d.rule)): \(d.host):\(d.port) [\(d.mode.rawValue)]") }
-            _ = try? store?.append(event(d, agent: agent, runID: runID))
+            queue?.enqueue(event(d, agent: agent, runID: runID))
         }, onIngress: { e in
             if e.verdict != "allow" { Log.info("\(name): \(e)") }
-            _ = try? store?.append(event(e, agent: agent, runID: runID))
-        })
+            queue?.enqueue(event(e, agent: agent, runID: runID))
+        }, onTeardown: { queue?.close() })
+    }
+}
+
+/// Audit events written off the caller's thread, in the order they were queued.
+///
+/// Each plain HTTP request through the proxy is one event. Committing it on the
+/// event loop put a SQLite transaction (and a WAL write) in front of every
+/// response. Here the writer thread takes everything queued since its last
+/// commit and commits it as one transaction: it never waits to fill a batch, so
+/// an event reaches the database as soon as the previous commit ends. What a
+/// SIGKILL of the supervisor can lose is the queue of that moment, which under
+/// load is the few events of one commit's duration. `close()` (at teardown, before
+/// the run's own end is recorded) writes everything still queued.
+final class AuditQueue: @unchecked Sendable {
+    private let store: Store
+    private var pending: [AuditEventInput] = []
+    private var closed = false
+    private var lock = pthread_mutex_t()
+    private var wake = pthread_cond_t()
+    private var thread: pthread_t?
+
+    init?(store: Store) {
+        self.store = store
+        pthread_mutex_init(&lock, nil)
+        pthread_cond_init(&wake, nil)
+        guard let t = try? PosixThread.spawn({ [self] in run() }) else { return nil }
+        thread = t
+    }
+
+    deinit {
+        pthread_cond_destroy(&wake)
+        pthread_mutex_destroy(&lock)
+    }
+
+    func enqueue(_ event: AuditEventInput) {
+        pthread_mutex_lock(&lock)
+        if closed {
+            pthread_mutex_unlock(&lock)
+            _ = try? store.append(event)  // late: write it here rather than lose it
+            return
+        }
+        pending.append(event)
+        pthread_cond_signal(&wake)
+        pthread_mutex_unlock(&lock)
+    }
+
+    /// Writes what is queued and stops the writer; later events are written inline.
+    func close() {
+        pthread_mutex_lock(&lock)
+        closed = true
+        let t = thread
+        thread = nil
+        pthread_cond_signal(&wake)
+        pthread_mutex_unlock(&lock)
+        if let t { PosixThread.join(t) }
+    }
+
+    private func run() {
+        while true {
+            pthread_mutex_lock(&lock)
+            while pending.isEmpty && !closed { pthread_cond_wait(&wake, &lock) }
+            let batch = pending
+            pending = []
+            let done = closed
+            pthread_mutex_unlock(&lock)
+            if !batch.isEmpty { _ = try? store.append(contentsOf: batch) }
+            if done && batch.isEmpty { return }
+        }
     }
 }

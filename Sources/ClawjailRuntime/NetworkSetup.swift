@@ -25,6 +25,8 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
     let spec: JailSpec
     let onEgress: @Sendable (EgressDecision) -> Void
     let onIngress: @Sendable (IngressEvent) -> Void
+    /// Runs last in teardown, once the proxy can report nothing more.
+    let onTeardown: () -> Void
     private var peer: NetworkNamespace?
     private var group: MultiThreadedEventLoopGroup?
     private var proxy: EgressProxy?
@@ -35,10 +37,11 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
     static let dnsPort: UInt16 = 53
 
     init(spec: JailSpec, onEgress: @escaping @Sendable (EgressDecision) -> Void,
-         onIngress: @escaping @Sendable (IngressEvent) -> Void) {
+         onIngress: @escaping @Sendable (IngressEvent) -> Void, onTeardown: @escaping () -> Void = {}) {
         self.spec = spec
         self.onEgress = onEgress
         self.onIngress = onIngress
+        self.onTeardown = onTeardown
     }
 
     /// Whether this jail needs anything beyond `lo`.
@@ -166,6 +169,7 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
         self.forwarders = []
         self.group = nil
         self.peer = nil
+        onTeardown()
     }
 }
 

@@ -72,6 +72,15 @@ extension Store {
         }
     }
 
+    /// Appends several events in one IMMEDIATE transaction, in order: one commit (and
+    /// one WAL write) for the lot.
+    public func append(contentsOf events: [AuditEventInput]) throws {
+        guard !events.isEmpty else { return }
+        try writeImmediate("appending \(events.count) audit events") { db in
+            for e in events { try appendEvent(db, e, ts: Self.nowMs()) }
+        }
+    }
+
     /// Appends inside the caller's IMMEDIATE transaction, so a state change and its
     /// audit row commit together or not at all.
     @discardableResult

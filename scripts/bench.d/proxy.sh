@@ -110,7 +110,7 @@ PY
 }
 
 bench_proxy() {
-  local rounds=${BENCH_PROXY_ROUNDS:-3} downloads=3 requests=1000
+  local rounds=${BENCH_PROXY_ROUNDS:-3} downloads=${BENCH_PROXY_DOWNLOADS:-3} requests=${BENCH_PROXY_REQUESTS:-1000}
   local cj=${CJ:?set CJ to the clawjail binary}
   local id=$$ up net dir
   up=cjt-bup-$id
