@@ -45,13 +45,16 @@ enum NetworkAudit {
 ///
 /// Each plain HTTP request through the proxy is one event. Committing it on the
 /// event loop put a SQLite transaction (and a WAL write) in front of every
-/// response. Here the writer thread takes everything queued since its last
-/// commit and commits it as one transaction: it never waits to fill a batch, so
-/// an event reaches the database as soon as the previous commit ends. What a
-/// SIGKILL of the supervisor can lose is the queue of that moment, which under
-/// load is the few events of one commit's duration. `close()` (at teardown, before
-/// the run's own end is recorded) writes everything still queued.
+/// response, and at thousands of requests a second the commits alone took a
+/// good part of a core. Here a writer thread commits whatever is queued as one
+/// transaction. An event after a quiet spell is committed at once; under load
+/// commits are at least `coalesceNs` apart, so they carry many events each.
+/// What a SIGKILL of the supervisor can lose is the queue of that moment: at
+/// most the events of the last 2 ms. `close()` (at teardown, before the run's
+/// own end is recorded) writes everything still queued.
 final class AuditQueue: @unchecked Sendable {
+    static let coalesceNs: UInt64 = 2_000_000
+
     private let store: Store
     private var pending: [AuditEventInput] = []
     private var closed = false
@@ -96,14 +99,32 @@ final class AuditQueue: @unchecked Sendable {
     }
 
     private func run() {
+        var lastCommit: UInt64 = 0
         while true {
             pthread_mutex_lock(&lock)
             while pending.isEmpty && !closed { pthread_cond_wait(&wake, &lock) }
+            // Busy: let the queue fill until coalesceNs after the last commit.
+            let due = lastCommit &+ AuditQueue.coalesceNs
+            while !closed {
+                let now = ProcessInfoLite.monotonicNanoseconds
+                guard now < due else { break }
+                var ts = timespec()
+                clock_gettime(CLOCK_REALTIME, &ts)
+                let wait = due - now
+                var ns = UInt64(ts.tv_nsec) + wait % 1_000_000_000
+                ts.tv_sec += Int(wait / 1_000_000_000 + ns / 1_000_000_000)
+                ns %= 1_000_000_000
+                ts.tv_nsec = Int(ns)
+                pthread_cond_timedwait(&wake, &lock, &ts)
+            }
             let batch = pending
             pending = []
             let done = closed
             pthread_mutex_unlock(&lock)
-            if !batch.isEmpty { _ = try? store.append(contentsOf: batch) }
+            if !batch.isEmpty {
+                _ = try? store.append(contentsOf: batch)
+                lastCommit = ProcessInfoLite.monotonicNanoseconds
+            }
             if done && batch.isEmpty { return }
         }
     }

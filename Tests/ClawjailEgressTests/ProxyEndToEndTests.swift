@@ -423,6 +423,31 @@ struct ProxyEndToEndTests {
         }
     }
 
+    @Test("a tunnel in the kernel still holds its slot under the connection cap")
+    func connectionCapCountsKernelTunnels() async throws {
+        try await withProxy(allow: { _, e in ["echo.test:\(e)"] }, configure: { c, _, _ in c.maxConnections = 1 }) {
+            h, _, echo in
+            let first = try TestClient(port: h.proxyPort)
+            first.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\nhi")
+            _ = first.read(until: { String(decoding: $0, as: UTF8.self).hasSuffix("ECHO:hi") })
+            for _ in 0..<100 where h.proxy?.kernelTunnelCount != 1 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(h.proxy?.kernelTunnelCount == 1)
+            #expect(h.proxy?.activeConnections == 1)
+            let second = try TestClient(port: h.proxyPort)
+            second.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\n")
+            let r = try #require(second.readResponse())
+            #expect(r.status == 503)
+            // Once the tunnel ends, its slot is free again.
+            first.shutdownWrite()
+            _ = first.readToEOF()
+            for _ in 0..<100 where (h.proxy?.activeConnections ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            let third = try TestClient(port: h.proxyPort)
+            third.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\n")
+            let head = String(decoding: third.read(until: { $0.suffix(4) == Array("\r\n\r\n".utf8) }), as: UTF8.self)
+            #expect(head.hasPrefix("HTTP/1.1 200"))
+        }
+    }
+
     @Test("transparent TLS: the name comes from SNI, even across split segments")
     func transparentTLS() async throws {
         try await withProxy(allow: { _, e in ["tls.test:\(e)"] }, transparent: true,
@@ -538,9 +563,14 @@ struct ProxyEndToEndTests {
         let c = try TestClient(port: h.proxyPort)
         c.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\n")
         _ = c.read(until: { $0.suffix(4) == Array("\r\n\r\n".utf8) })
+        for _ in 0..<100 where h.proxy?.kernelTunnelCount != 1 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(h.proxy?.kernelTunnelCount == 1)
         await h.proxy?.shutdown()
         #expect(c.readToEOF().isEmpty)
         #expect(throws: (any Error).self) { _ = try TestClient(port: h.proxyPort) }
+        // The tunnel the kernel carried is audited as it closes.
+        #expect(h.audit.all.contains { $0.mode == .connect && $0.verdict == .allow })
+        #expect(h.proxy?.kernelTunnelCount == 0)
         await echo.stop()
         await h.stop()
     }
