@@ -207,8 +207,15 @@ tmpfs_bomb() { # WHAT CMD...
            fi
            note="ENOSPC" ;;
     esac
+    # 32 MB may have been charged; the guest must have it back. The kernel frees the
+    # jail's tmpfs and its memcg asynchronously once the last process is gone (the
+    # superblock and the offlined cgroup go from work queues), so give it up to 3 s.
     after=$(keyed /proc/meminfo MemAvailable:)
-    # 32 MB may have been charged; the guest must have it back.
+    limit=$(( $(now_ms) + 3000 ))
+    while [ "$after" -lt $((before - 16384)) ] && [ "$(now_ms)" -lt "$limit" ]; do
+        usleep 100000
+        after=$(keyed /proc/meminfo MemAvailable:)
+    done
     want_ge "$after" $((before - 16384)) "$what: guest MemAvailable (kB) after the run (before: $before)" || return 1
 }
 
