@@ -39,7 +39,7 @@ final class KernelTunnels: Sendable {
         var count = 0
     }
 
-    struct Pipes: @unchecked Sendable {
+    struct Pipes: Sendable {
         let up: (read: FD, write: FD, capacity: Int)
         let down: (read: FD, write: FD, capacity: Int)
     }
@@ -248,11 +248,7 @@ private final class Worker: @unchecked Sendable {
         self.idleMs = idleMs
     }
 
-    static func nowMs() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
+    static func nowMs() -> Int64 { Int64(ProcessInfoLite.monotonicNanoseconds / 1_000_000) }
 
     func run() {
         Splice.blockSIGPIPEInThisThread()

@@ -103,20 +103,13 @@ final class AuditQueue: @unchecked Sendable {
         while true {
             pthread_mutex_lock(&lock)
             while pending.isEmpty && !closed { pthread_cond_wait(&wake, &lock) }
+            let closing = closed
+            pthread_mutex_unlock(&lock)
             // Busy: let the queue fill until coalesceNs after the last commit.
+            let now = ProcessInfoLite.monotonicNanoseconds
             let due = lastCommit &+ AuditQueue.coalesceNs
-            while !closed {
-                let now = ProcessInfoLite.monotonicNanoseconds
-                guard now < due else { break }
-                var ts = timespec()
-                clock_gettime(CLOCK_REALTIME, &ts)
-                let wait = due - now
-                var ns = UInt64(ts.tv_nsec) + wait % 1_000_000_000
-                ts.tv_sec += Int(wait / 1_000_000_000 + ns / 1_000_000_000)
-                ns %= 1_000_000_000
-                ts.tv_nsec = Int(ns)
-                pthread_cond_timedwait(&wake, &lock, &ts)
-            }
+            if !closing && now < due { ProcessInfoLite.sleep(nanoseconds: due - now) }
+            pthread_mutex_lock(&lock)
             let batch = pending
             pending = []
             let done = closed

@@ -93,6 +93,13 @@ public enum ProcessInfoLite {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// Sleeps the calling thread (nanosleep, resumed after a signal).
+    public static func sleep(nanoseconds ns: UInt64) {
+        var req = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+        var rem = timespec()
+        while nanosleep(&req, &rem) != 0 && errno == EINTR { req = rem }
+    }
+
     public static var wallClockMilliseconds: Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -574,23 +574,13 @@ final class BannerServer: @unchecked Sendable {
     private var thread: TestThread?
 
     init(banner: [UInt8]) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        guard fd >= 0 else { throw TestClientError.socket(errno) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &len) == 0
-            }
-        }
-        guard ok else {
+        let (fd, port) = try boundLoopbackSocket(type: SOCK_STREAM)
+        guard listen(fd, 4) == 0 else {
             Glibc.close(fd)
             throw TestClientError.socket(errno)
         }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        self.fd = fd
+        self.port = port
         thread = TestThread {
             let c = accept(fd, nil, nil)
             guard c >= 0 else { return }
