@@ -82,6 +82,23 @@ static int raw_mount_setattr(int dfd, const char *path, unsigned flags, uint64_t
 
 /* ---------------------------------------------------------------- paths */
 
+/* The directory mkdir_p made (or found) last, and its length. The ops come grouped by
+ * directory (two dozen entries of /etc in a row), so most parents are this one or one
+ * of its ancestors, and their mkdir would only say EEXIST. The root tree only grows
+ * while the ops run, so a directory seen once stays. */
+static char made_dir[PATH_MAX];
+static size_t made_len;
+
+static int known_dir(const char *dir, size_t len) {
+    return len <= made_len && memcmp(made_dir, dir, len) == 0 && (made_dir[len] == '/' || made_dir[len] == '\0');
+}
+
+static void remember_dir(const char *dir, size_t len) {
+    memcpy(made_dir, dir, len);
+    made_dir[len] = '\0';
+    made_len = len;
+}
+
 /* mkdir -p for a relative, normalised path; stops before the last component when
  * `skip_last` is set (used to create the parent of a file). */
 static int mkdir_p(const char *path, mode_t mode, int skip_last) {
@@ -98,8 +115,12 @@ static int mkdir_p(const char *path, mode_t mode, int skip_last) {
         *slash = '\0';
         len = (size_t)(slash - buf);
     }
+    if (known_dir(buf, len)) return 0;
     /* Most calls need one directory whose parent exists: try that first. */
-    if (mkdir(buf, mode) == 0 || errno == EEXIST) return 0;
+    if (mkdir(buf, mode) == 0 || errno == EEXIST) {
+        remember_dir(buf, len);
+        return 0;
+    }
     if (errno != ENOENT) return -1;
     skip_last = 0;
     for (size_t i = 1; i <= len; i++) {
@@ -110,6 +131,7 @@ static int mkdir_p(const char *path, mode_t mode, int skip_last) {
         if (mkdir(buf, mode) < 0 && errno != EEXIST) return -1;
         buf[i] = saved;
     }
+    remember_dir(buf, len);
     return 0;
 }
 
@@ -145,13 +167,7 @@ static int write_file(const char *path, const char *data, size_t len, mode_t mod
         }
         off += (size_t)n;
     }
-    /* umask may have trimmed the mode given to open(). */
-    if (fchmod(fd, mode) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
+    /* The root tree is built with umask 0 (child_main), so open() gave the exact mode. */
     close(fd);
     return 0;
 }
@@ -466,6 +482,8 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) fail(report_fd, CJ_STAGE_CGROUPNS, -1);
 
     tmark("cgroup namespace");
+    /* The root tree gets the modes the plan says; the command gets the supervisor's umask. */
+    mode_t umask_saved = umask(0);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(report_fd, CJ_STAGE_MOUNT_PRIVATE, -1);
     if (mount("tmpfs", p->staging, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p->root_options) < 0)
         fail(report_fd, CJ_STAGE_ROOT_TMPFS, -1);
@@ -482,6 +500,7 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     if (syscall(SYS_pivot_root, ".", ".") < 0) fail(report_fd, CJ_STAGE_PIVOT_ROOT, -1);
     if (umount2(".", MNT_DETACH) < 0) fail(report_fd, CJ_STAGE_UMOUNT_OLD_ROOT, -1);
     if (chdir("/") < 0) fail(report_fd, CJ_STAGE_CHDIR_ROOT, -1);
+    (void)umask(umask_saved);
     if (p->root_readonly && raw_mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0, 0) < 0)
         fail(report_fd, CJ_STAGE_ROOT_READONLY, -1);
 

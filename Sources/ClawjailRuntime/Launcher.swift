@@ -30,10 +30,16 @@ public struct LaunchRequest {
     public var spec: JailSpec
     public var ids: IdMap
     public var layout: HostLayout
-    public var cgroups: any CgroupManager
+    /// The cgroup manager, or nil to detect it (/proc/self/mountinfo) on the thread that
+    /// creates the jail's cgroup, beside the mount plan.
+    public var cgroups: (any CgroupManager)?
     /// Raw `struct sock_filter` array; empty for no filter.
     public var seccompBPF: [UInt8] = []
     public var seccompFlags: UInt32 = 0
+    /// A seccomp choice still being made on another thread: joined only when the child
+    /// plan needs the filter, so the index lookup overlaps the lock and the mount plan.
+    /// Takes the place of seccompBPF and seccompFlags.
+    var pendingSeccomp: BackgroundWork<SeccompChoice>?
     /// fds for the command's 0, 1, 2 (nil keeps the supervisor's own).
     public var stdio: [Int32]?
     public var hooks: [any ParentHook] = []
@@ -43,7 +49,7 @@ public struct LaunchRequest {
     /// touching the store); otherwise start() takes it.
     public var lock: FileLock?
 
-    public init(spec: JailSpec, ids: IdMap, layout: HostLayout, cgroups: any CgroupManager) {
+    public init(spec: JailSpec, ids: IdMap, layout: HostLayout, cgroups: (any CgroupManager)?) {
         self.spec = spec
         self.ids = ids
         self.layout = layout
@@ -162,7 +168,9 @@ public enum Launcher {
                                   ioWeight: spec.limits.ioWeight)
         let name = spec.name
         let cgroupWork = BackgroundWork.start { () throws(ClawjailError) -> PlacedCgroup in
-            try PlacedCgroup(cgroupManager.create(name: name, limits: limits))
+            let manager: any CgroupManager
+            if let given = cgroupManager { manager = given } else { manager = try Cgroups.detect() }
+            return try PlacedCgroup(manager.create(name: name, limits: limits))
         }
         func placedCgroup() throws(ClawjailError) -> PlacedCgroup {
             let placed = try cgroupWork.join()
@@ -266,7 +274,12 @@ public enum Launcher {
             p.pointee.scrub_start = start
             p.pointee.scrub_len = length
         }
-        plan.setSeccomp(request.seccompBPF, flags: request.seccompFlags)
+        if let pending = request.pendingSeccomp {
+            let choice = try pending.join()
+            plan.setSeccomp(choice.filter.bpf, flags: choice.flags)
+        } else {
+            plan.setSeccomp(request.seccompBPF, flags: request.seccompFlags)
+        }
         for op in ops { try plan.add(op) }
         return plan
     }

@@ -97,19 +97,20 @@ extension ToolRun {
             throw ClawjailError(.usage, error.description)
         }
         Trace.mark("jail spec built")
-        // The seccomp index (file reads and hashes) runs beside the cgroup detection.
+        // The seccomp index (file reads and hashes) runs on a thread of its own, joined
+        // when the child plan needs the filter; without an agent the cgroup hierarchy is
+        // detected on the thread that creates the cgroup. Both overlap the mount plan.
         let seccompWork = BackgroundWork.start { () throws(ClawjailError) in try SeccompSetup.choose(spec, layout: r.layout) }
-        let cgroups = try Cgroups.detect()
-        Trace.mark("cgroup mode detected")
-        let seccomp = try seccompWork.join()
-        Trace.mark("seccomp filter chosen")
         if store == nil && NetworkHook.isNeeded(for: spec) {
             // Egress decisions are audit events: a tool run with a network opens the store.
             store = try StoreAccess.open(r.layout)
         }
         var runID: RunID?
+        var cgroups: (any CgroupManager)?
         if let store, let agent = r.agentName {
-            let manifest = Manifest.make(spec: spec, ids: ids, cgroups: cgroups, seccompHash: seccomp.filter.profileHash)
+            let detected = try Cgroups.detect()
+            cgroups = detected
+            let manifest = Manifest.make(spec: spec, ids: ids, cgroups: detected, seccompHash: try seccompWork.join().filter.profileHash)
             do {
                 runID = try store.beginRun(agent: agent, kind: .tool, supervisorPid: getpid(),
                                            supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
@@ -117,8 +118,7 @@ extension ToolRun {
             } catch { throw StoreAccess.wrap(error, "recording the tool run of \(agent)") }
         }
         var request = LaunchRequest(spec: spec, ids: ids, layout: r.layout, cgroups: cgroups)
-        request.seccompBPF = seccomp.filter.bpf
-        request.seccompFlags = seccomp.flags
+        request.pendingSeccomp = seccompWork
         if NetworkHook.isNeeded(for: spec) {
             request.hooks.append(NetworkAudit.hook(spec: spec, store: store, runID: runID))
             request.resolvConf = NetworkHook.resolvConf(for: spec)
@@ -131,6 +131,12 @@ extension ToolRun {
                 try? store.endRun(id: runID, outcome: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0))
             }
             writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: nil, failure: error)
+            throw error
+        }
+        // Joined by the launch already: this returns the same choice at once.
+        let seccomp: SeccompChoice
+        do { seccomp = try seccompWork.join() } catch {
+            try? jail.tearDown()
             throw error
         }
         let name = spec.name
