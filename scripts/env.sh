@@ -10,3 +10,24 @@ release_build() {
   (cd "$ROOT" && swift build -c release --static-swift-stdlib -Xswiftc -static-executable "$@")
 }
 RELEASE_BIN=$ROOT/.build/release/clawjail
+
+# The jail's init (Sources/CClawjailChild/init.c) is copied out of the binary's
+# `cj_init` section and run on its own, so its object must have no relocation in that
+# section: each one is a reference to something outside it (.rodata constants, a libc
+# function) that the copy would not have. $1: the build directory (.build/debug or
+# .build/release).
+check_init_object() {
+  local obj
+  obj=$(find -L "$1/" -path '*CClawjailChild.build/init.c.o' -print -quit 2>/dev/null)
+  if [[ -z $obj ]]; then
+    echo "check_init_object: no CClawjailChild.build/init.c.o under $1" >&2
+    return 1
+  fi
+  local relocs
+  relocs=$(readelf -rW "$obj" | awk "/^Relocation section '.rela.?cj_init'/ {p=1} p && /^\$/ {exit} p")
+  if [[ -n $relocs ]]; then
+    echo "$relocs" >&2
+    echo "check_init_object: $obj references code or data outside the cj_init section (above); keep init.c self-contained (see its header comment)" >&2
+    return 1
+  fi
+}

@@ -445,6 +445,58 @@ static void scrub_cmdline(const struct cj_plan *p) {
 }
 
 
+static int format_long(char *buf, size_t size, long v) {
+    char d[24];
+    int k = 0, n = 0;
+    unsigned long u = v < 0 ? (unsigned long)(-v) : (unsigned long)v;
+    do {
+        d[k++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) buf[n++] = '-';
+    if ((size_t)(n + k + 1) > size) return -1;
+    while (k) buf[n++] = d[--k];
+    buf[n] = '\0';
+    return 0;
+}
+
+/* Becomes the jail's init program (init.c), which loads the filter, forks the command
+ * and reaps. Returns only when the exec failed: the caller then stays the init itself. */
+static void exec_init(const struct cj_plan *p, int report_fd) {
+    int bpf_fd = p->bpf_len > 0 ? p->bpf_fd : -1;
+    if (p->bpf_len > 0 && bpf_fd < 0) return;
+    unsigned long forward = 0;
+    for (int i = 0; i < p->n_forward_signals; i++) {
+        int sig = p->forward_signals[i];
+        if (sig >= 1 && sig <= 64) forward |= 1UL << (sig - 1);
+    }
+    char nums[5][24];
+    if (format_long(nums[0], sizeof nums[0], report_fd) < 0 || format_long(nums[1], sizeof nums[1], bpf_fd) < 0 ||
+        format_long(nums[2], sizeof nums[2], (long)p->bpf_len) < 0 ||
+        format_long(nums[3], sizeof nums[3], (long)p->seccomp_flags) < 0 ||
+        format_long(nums[4], sizeof nums[4], (long)forward) < 0)
+        return;
+    int n_argv = 0;
+    while (p->argv[n_argv] != NULL) n_argv++;
+    const char *argv[11 + n_argv];
+    argv[0] = "clawjail-init";
+    argv[1] = CJ_INIT_PROTOCOL;
+    for (int i = 0; i < 5; i++) argv[2 + i] = nums[i];
+    argv[7] = p->trace ? "1" : "0";
+    argv[8] = p->cwd;
+    argv[9] = p->path_search != NULL ? p->path_search : "";
+    for (int i = 0; i <= n_argv; i++) argv[10 + i] = p->argv[i];
+    /* The report pipe and the filter cross the exec; init makes the pipe CLOEXEC again. */
+    if (fcntl(report_fd, F_SETFD, 0) < 0) return;
+    if (bpf_fd >= 0 && fcntl(bpf_fd, F_SETFD, 0) < 0) {
+        (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+        return;
+    }
+    (void)syscall(SYS_execveat, p->init_fd, "", argv, p->envp, AT_EMPTY_PATH);
+    (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+    if (bpf_fd >= 0) close(bpf_fd);
+}
+
 static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int report_fd) {
     trace_on = p->trace;
     tmark("begins");
@@ -565,11 +617,23 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
             fail(report_fd, CJ_STAGE_STDIO, -1);
         }
     }
-    /* Only the report pipe (and, below, the seccomp listener) stays open in init. */
-    int keep[1] = {report_fd};
-    close_all_but(keep, 1);
+    /* Only the report pipe (and, below, the seccomp listener) stays open in init; and
+     * the init program with its filter, until the exec. */
+    int keep[3], n_keep = 0;
+    int wanted[3] = {report_fd, p->init_fd, p->init_fd >= 0 ? p->bpf_fd : -1};
+    for (int i = 0; i < 3; i++) {
+        if (wanted[i] < 3) continue;
+        int j = n_keep++;
+        while (j > 0 && keep[j - 1] > wanted[i]) {
+            keep[j] = keep[j - 1];
+            j--;
+        }
+        keep[j] = wanted[i];
+    }
+    close_all_but(keep, n_keep);
 
     tmark("privileges dropped, fds closed");
+    if (p->init_fd >= 0) exec_init(p, report_fd);
     /* Seccomp last: init loads the filter once and the command inherits it through
      * fork, so the kernel prepares the BPF program once per jail, not twice. */
     if (p->bpf_len > 0) {
@@ -648,6 +712,101 @@ int cj_spawn(const struct cj_plan *plan, struct cj_spawn_result *out) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- the init image (parent) */
+
+#if defined(__x86_64__)
+#include <elf.h>
+#include <sys/mman.h>
+
+extern const unsigned char __start_cj_init[] __attribute__((visibility("hidden")));
+extern const unsigned char __stop_cj_init[] __attribute__((visibility("hidden")));
+extern void cj_init_entry(void) __attribute__((visibility("hidden")));
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+static int sealed_memfd(const char *name, const void *head, size_t head_len, const void *body, size_t body_len,
+                        unsigned int exec_flag) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | exec_flag);
+    if (fd < 0 && errno == EINVAL && exec_flag != 0) fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -errno;
+    const struct {
+        const void *p;
+        size_t n;
+    } parts[2] = {{head, head_len}, {body, body_len}};
+    for (int i = 0; i < 2; i++) {
+        size_t off = 0;
+        while (off < parts[i].n) {
+            ssize_t w = write(fd, (const char *)parts[i].p + off, parts[i].n - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                int e = w < 0 ? errno : EIO;
+                close(fd);
+                return -e;
+            }
+            off += (size_t)w;
+        }
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int cj_init_image_fd(void) {
+    const unsigned char *code = __start_cj_init;
+    size_t code_len = (size_t)(__stop_cj_init - __start_cj_init);
+    uintptr_t entry = (uintptr_t)&cj_init_entry - (uintptr_t)code;
+    if (code_len == 0 || entry >= code_len) return -ENOEXEC;
+    /* One page of headers, then the section at file offset 4096, all mapped read+exec
+     * at a fixed address. The code uses only relative addresses and the stack. */
+    enum { BASE = 0x200000, PAGE = 4096 };
+    unsigned char head[PAGE];
+    memset(head, 0, sizeof head);
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)head;
+    Elf64_Phdr *ph = (Elf64_Phdr *)(head + sizeof *eh);
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_ident[EI_VERSION] = EV_CURRENT;
+    eh->e_ident[EI_OSABI] = ELFOSABI_SYSV;
+    eh->e_type = ET_EXEC;
+    eh->e_machine = EM_X86_64;
+    eh->e_version = EV_CURRENT;
+    eh->e_entry = BASE + PAGE + entry;
+    eh->e_phoff = sizeof *eh;
+    eh->e_ehsize = sizeof *eh;
+    eh->e_phentsize = sizeof *ph;
+    eh->e_phnum = 2;
+    ph[0].p_type = PT_LOAD;
+    ph[0].p_flags = PF_R | PF_X;
+    ph[0].p_offset = 0;
+    ph[0].p_vaddr = ph[0].p_paddr = BASE;
+    ph[0].p_filesz = ph[0].p_memsz = PAGE + code_len;
+    ph[0].p_align = PAGE;
+    ph[1].p_type = PT_GNU_STACK; /* a non-executable stack */
+    ph[1].p_flags = PF_R | PF_W;
+    return sealed_memfd("clawjail-init", head, sizeof head, code, code_len, MFD_EXEC);
+}
+
+int cj_bpf_memfd(const void *bpf, size_t len) {
+    return sealed_memfd("clawjail-seccomp", bpf, len, NULL, 0, 0);
+}
+#else
+int cj_init_image_fd(void) { return -ENOSYS; }
+int cj_bpf_memfd(const void *bpf, size_t len) {
+    (void)bpf;
+    (void)len;
+    return -ENOSYS;
+}
+#endif
+
 /* ---------------------------------------------------------------- plan building (parent) */
 
 struct cj_arena_block {
@@ -678,6 +837,8 @@ struct cj_plan *cj_plan_new(void) {
     struct cj_plan *p = calloc(1, sizeof *p);
     if (p == NULL) return NULL;
     p->cgroup_fd = -1;
+    p->init_fd = -1;
+    p->bpf_fd = -1;
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
     p->no_new_privs = 1;
     p->cap_last_cap = 63;

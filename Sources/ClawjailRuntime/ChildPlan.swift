@@ -60,7 +60,38 @@ final class ChildPlan {
         raw = p
     }
 
-    deinit { cj_plan_free(raw) }
+    deinit {
+        closeLaunchFDs()
+        cj_plan_free(raw)
+    }
+
+    /// The jail's init program (CClawjailChild/init.c) as a sealed memfd, made once per
+    /// process; nil where there is none (another architecture, memfd exec forbidden by
+    /// vm.memfd_noexec) or with CLAWJAIL_INPROCESS_INIT=1: then the clone3 child, a copy
+    /// of this process, stays the jail's init as before.
+    static let initImage: Int32? = {
+        if ProcessInfoLite.environment()["CLAWJAIL_INPROCESS_INIT"] == "1" { return nil }
+        let fd = cj_init_image_fd()
+        return fd >= 0 ? fd : nil
+    }()
+
+    /// Lets the child exec the init program; call after setSeccomp. Without the program,
+    /// or when the filter's memfd cannot be made, the plan keeps the in-process init.
+    func useInitProgram() {
+        guard let image = Self.initImage else { return }
+        if raw.pointee.bpf_len > 0 {
+            let fd = cj_bpf_memfd(raw.pointee.bpf, Int(raw.pointee.bpf_len) * 8)
+            guard fd >= 0 else { return }
+            raw.pointee.bpf_fd = fd
+        }
+        raw.pointee.init_fd = image
+    }
+
+    /// The filter's memfd is the child's once it is cloned.
+    func closeLaunchFDs() {
+        if raw.pointee.bpf_fd >= 0 { _ = close(raw.pointee.bpf_fd) }
+        raw.pointee.bpf_fd = -1
+    }
 
     func add(_ op: ChildOp) throws(ClawjailError) {
         var kind: UInt32 = 0

@@ -219,8 +219,9 @@ public enum Launcher {
             let e = Errno(rawValue: -rc)
             throw ClawjailError(.setup, "cannot create the jail (clone3)", hint: hintForClone(e), cause: e)
         }
-        // The child holds its own copies of the mount trees now.
+        // The child holds its own copies of the mount trees and of the filter now.
         builder.closeAll()
+        plan.closeLaunchFDs()
         let initProcess = PidFD(fd: FD(result.pidfd), pid: result.pid)
         let jail = RunningJail(spec: spec, initProcess: initProcess, reportFD: FD(result.report_fd),
                                lifeline: FD(result.sync_fd), cgroup: cgroup, hooks: request.hooks, plan: plan,
@@ -280,6 +281,7 @@ public enum Launcher {
         } else {
             plan.setSeccomp(request.seccompBPF, flags: request.seccompFlags)
         }
+        plan.useInitProgram()
         for op in ops { try plan.add(op) }
         return plan
     }

@@ -163,6 +163,27 @@ extension Privileged {
             #expect(initStatus.lines.count == 3, "\(initStatus)")
         }
 
+        @Test("the jail's pid 1 is the two-page init program, not a copy of the supervisor; the in-process init still works")
+        func smallInit() throws {
+            let script = "grep -E '^(Name|VmRSS|NoNewPrivs|Seccomp):' /proc/1/status | tr -s '\\t ' ' '; exit 7"
+            let small = try Harness.clawjail(["exec", "--quiet", "--profile", "tool", "--", "/bin/sh", "-c", script])
+            #expect(small.status == 7, "\(small)")
+            #expect(small.line("Name:") == "Name: clawjail-init", "\(small)")
+            let rss = Int(small.line("VmRSS:")?.split(separator: " ").dropFirst().first ?? "") ?? -1
+            #expect(rss > 0 && rss < 256, "init's resident set in kB: \(small)")
+            #expect(small.line("NoNewPrivs:") == "NoNewPrivs: 1", "\(small)")
+            #expect(small.line("Seccomp:") == "Seccomp: 2", "init carries the filter the command inherits: \(small)")
+            // CLAWJAIL_INPROCESS_INIT=1 keeps the fallback (the forked supervisor as init) tested.
+            let fallback = try Harness.clawjail(["exec", "--quiet", "--profile", "tool", "--", "/bin/sh", "-c", script],
+                                                environment: ["CLAWJAIL_INPROCESS_INIT": "1"])
+            #expect(fallback.status == 7, "\(fallback)")
+            // Same name (the in-process init sets it too), but the resident set of a copy of the supervisor.
+            #expect(fallback.line("Name:") == "Name: clawjail-init", "\(fallback)")
+            let fallbackRSS = Int(fallback.line("VmRSS:")?.split(separator: " ").dropFirst().first ?? "") ?? -1
+            #expect(fallbackRSS > 1024, "the fallback's init is the forked supervisor: \(fallback)")
+            #expect(fallback.line("Seccomp:") == "Seccomp: 2", "\(fallback)")
+        }
+
         @Test("only fds 0-2 are open, the cwd is inside the jail, and the session is new")
         func fdsAndSession() throws {
             let r = try Harness.probeInJail(["fds", "--", "cwd", "--", "session"], options: ["--cwd", "/tmp"])

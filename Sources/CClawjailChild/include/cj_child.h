@@ -93,6 +93,11 @@ struct cj_plan {
     int n_rlimits;
     int forward_signals[CJ_MAX_FORWARD_SIGNALS];
     int n_forward_signals;
+    /* The init program (init.c): a memfd from cj_init_image_fd, which the child execs as
+     * the jail's pid 1 once its setup is done; -1 keeps the in-process init. With it,
+     * bpf_fd is a memfd holding the filter (cj_bpf_memfd) that the exec'd init loads. */
+    int init_fd;
+    int bpf_fd;
     const void *bpf;              /* struct sock_filter[], in the arena */
     uint32_t bpf_len;             /* number of instructions; 0 = no filter */
     uint32_t seccomp_flags;       /* SECCOMP_FILTER_FLAG_* */
@@ -165,6 +170,16 @@ struct cj_spawn_result {
     int sync_fd;      /* parent's write end: one byte releases the child; keep it open as a lifeline */
     int report_fd;    /* parent's read end of the report pipe */
 };
+
+/* The argv[1] of the exec'd init (init.c): the two halves must come from one build. */
+#define CJ_INIT_PROTOCOL "cj-init-1"
+
+/* The jail's init image: a sealed, CLOEXEC memfd holding a minimal static ELF made of
+ * the cj_init section (init.c). Returns the fd, or -errno (-ENOSYS on an architecture
+ * without the image); then jails keep the in-process init. */
+int cj_init_image_fd(void);
+/* A sealed, CLOEXEC memfd holding `len` bytes of BPF for the exec'd init; or -errno. */
+int cj_bpf_memfd(const void *bpf, size_t len);
 
 /* Parent side: building the plan (may allocate). */
 struct cj_plan *cj_plan_new(void);
