@@ -458,6 +458,13 @@ extension Privileged {
 
         // MARK: clients that ignore the proxy
 
+        /// Prints eth0's MTU (SIOCGIFMTU): the jail has no /sys.
+        static let linkMTU = """
+            import fcntl, socket, struct
+            s = socket.socket()
+            print(struct.unpack("16si", fcntl.ioctl(s.fileno(), 0x8921, struct.pack("16si", b"eth0", 0)))[1])
+            """
+
         @Test("a client that ignores the proxy variables reaches allowlisted names (HTTP and HTTPS) and fails fast elsewhere")
         func transparentCapture() throws {
             let net = try FakeInternet.start()
@@ -477,6 +484,7 @@ extension Privileged {
                 .cmd("other-port", curl + ["http://\(FakeInternet.decoySite):8080/"]),
                 .tcp("ssh", FakeInternet.decoySite, 22),
                 .tcp("ssh-allowed", "allowed.example", 22),
+                .cmd("mtu", ["/usr/bin/python3", "-c", Self.linkMTU]),
             ]
             let run = try net.runClient(steps, options: ["--resolver", Self.dns, "--allow", "allowed.example"])
             #expect(run.process.status == 0, "\(run)")
@@ -492,6 +500,9 @@ extension Privileged {
             #expect(try Self.step(run, "other-port").rc == 7)
             #expect(try Self.step(run, "ssh").result == "ECONNREFUSED")
             #expect(try Self.step(run, "ssh-allowed").result == "ECONNREFUSED")
+            // The jail's veth carries 64 KiB frames (fewer packets per byte through the proxy).
+            let mtu = try Self.step(run, "mtu")
+            #expect(mtu.rc == 0 && mtu.out == "65535\n", "\(mtu)")
             // Fail fast: bounds for the test, not a performance claim.
             for id in ["denied-http", "denied-https", "denied-sni", "denied-host", "literal-http", "literal-https", "other-port",
                        "ssh", "ssh-allowed"] {
