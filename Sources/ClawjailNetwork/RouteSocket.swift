@@ -191,15 +191,16 @@ enum RouteMessages {
         return ifi
     }
 
-    /// RTM_NEWLINK for a veth pair with each end created directly in its namespace
-    /// (IFLA_NET_NS_FD on both), so neither end ever exists in the sender's netns.
-    /// Both ends start down: IPv6 is turned off before they come up.
     /// Both ends of a jail's veth take the largest MTU: the link never forwards (the
     /// peer netns only holds the proxy's and DNS responder's sockets), so no path MTU
     /// is at stake, and 64 KiB frames cut the packets, and so the TCP work, per byte
     /// the proxy relays (A/B on one build, 3 alternations: download median 0.64 -> 0.74x
     /// direct, within this VM's noise of about +-0.15).
     static let vethMTU = 65535
+
+    /// RTM_NEWLINK for a veth pair with each end created directly in its namespace
+    /// (IFLA_NET_NS_FD on both), so neither end ever exists in the sender's netns.
+    /// Both ends start down: IPv6 is turned off before they come up.
     static func newVeth(name: String, nsFD: Int32, peerName: String, peerNSFD: Int32, what: String) throws(ClawjailError) -> RouteRequest {
         let r = try message(Int(RTM_NEWLINK), cj_nlm_f_create() | cj_nlm_f_excl(), what)
         try append(ifinfo(), to: r)
