@@ -17,7 +17,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
@@ -33,19 +32,16 @@ let package = Package(
         // Typed syscall wrappers. Every syscall in Swift goes through here.
         .target(name: "ClawjailSystem", dependencies: ["CClawjailChild"], swiftSettings: strict),
         .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
-        .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp",
-                                                        .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+        .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp"], swiftSettings: strict),
         .target(name: "ClawjailNetwork", dependencies: ["ClawjailCore", "ClawjailSystem", "CNetlink"], swiftSettings: strict),
         .target(name: "ClawjailStore", dependencies: ["ClawjailCore", "ClawjailSystem",
-                                                      .product(name: "GRDB", package: "GRDB.swift"),
-                                                      .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+                                                      .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
         .target(name: "ClawjailEgress", dependencies: ["ClawjailCore", "ClawjailSystem",
                                                        .product(name: "NIOCore", package: "swift-nio"),
                                                        .product(name: "NIOPosix", package: "swift-nio"),
                                                        .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
         .target(name: "ClawjailRuntime", dependencies: ["ClawjailCore", "ClawjailSystem", "ClawjailCgroup", "ClawjailSeccomp",
                                                         "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild",
-                                                        .product(name: "Crypto", package: "swift-crypto"),
                                                         .product(name: "NIOCore", package: "swift-nio"),
                                                         .product(name: "NIOPosix", package: "swift-nio")],
                 // The jail's /etc skeleton lives in rootfs/etc; compiled in, so the

@@ -103,8 +103,12 @@ public enum Cgroups {
         let mounts = CgroupMounts.read()
         let forced = ProcessInfoLite.environment()["CLAWJAIL_CGROUP"]
         let v2 = mounts.unified.flatMap { root -> V2Manager? in
-            let controllers = (try? FileSystem.readText(root + "/cgroup.controllers")) ?? ""
-            return controllers.contains("memory") && controllers.contains("pids") ? V2Manager.forSupervisor(mountPoint: root, parent: parent) : nil
+            // Whole words: String.contains(String) is a generic search whose first use
+            // costs a few hundred microseconds of runtime set-up on every exec.
+            let text = (try? FileSystem.readText(root + "/cgroup.controllers")) ?? ""
+            let controllers = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            let usable = controllers.contains { $0 == "memory" } && controllers.contains { $0 == "pids" }
+            return usable ? V2Manager.forSupervisor(mountPoint: root, parent: parent) : nil
         }
         if forced == "v2" || (forced == nil && v2 != nil) {
             guard let v2 else {

@@ -6,7 +6,6 @@ import ClawjailCore
 import ClawjailSeccomp
 import ClawjailStore
 import ClawjailSystem
-import Crypto
 
 public struct AgentRunRequest {
     public var configPath: String
@@ -229,9 +228,7 @@ struct Manifest {
             // END protect hashes
         ])
         let text = (try? value.canonicalText()) ?? "{}"
-        let digest = SHA256.hash(data: Array(text.utf8))
-        let hex = digest.map { b in String(b, radix: 16).count == 1 ? "0" + String(b, radix: 16) : String(b, radix: 16) }.joined()
-        return Manifest(json: text, hash: hex)
+        return Manifest(json: text, hash: SHA256.hexDigest(of: text))
     }
 }
 

@@ -1,5 +1,4 @@
 import ClawjailCore
-import Crypto
 
 #if canImport(Glibc)
 import Glibc

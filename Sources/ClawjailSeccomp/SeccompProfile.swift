@@ -1,5 +1,4 @@
 import ClawjailCore
-import Crypto
 
 /// What happens to a syscall the profile does not allow.
 public enum ViolationMode: String, Sendable, Hashable, CaseIterable {
@@ -201,14 +200,6 @@ public struct SeccompViolationPolicy: Sendable, Hashable {
     }
 }
 
-extension Sequence where Element == UInt8 {
-    var hexString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in self {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+extension Array where Element == UInt8 {
+    var hexString: String { SHA256.lowercaseHex(self) }
 }

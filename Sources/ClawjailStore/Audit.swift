@@ -1,4 +1,4 @@
-import Crypto
+import ClawjailCore
 import GRDB
 
 /// An event to append to the audit chain.
@@ -120,16 +120,7 @@ extension Store {
                                             payloadJSON: payloadJSON))
     }
 
-    static func sha256Hex(_ text: String) -> String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var hex: [UInt8] = []
-        hex.reserveCapacity(64)
-        for byte in SHA256.hash(data: Array(text.utf8)) {
-            hex.append(digits[Int(byte >> 4)])
-            hex.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: hex, as: UTF8.self)
-    }
+    static func sha256Hex(_ text: String) -> String { SHA256.hexDigest(of: text) }
 
     // MARK: - Verify
 

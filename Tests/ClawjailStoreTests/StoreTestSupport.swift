@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import GRDB
 import Testing
@@ -51,12 +50,20 @@ func integrityCheck(_ store: Store) throws -> [String] {
     try store.dbQueue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
 }
 
-/// Test-side SHA-256 hex, computed independently of the store's helper.
+/// Test-side SHA-256 hex, computed independently of the store's helper: coreutils'
+/// sha256sum over the text.
 func sha256Hex(_ text: String) -> String {
-    SHA256.hash(data: Array(text.utf8)).map { byte in
-        let hex = String(byte, radix: 16)
-        return byte < 16 ? "0" + hex : hex
-    }.joined()
+    let input = Pipe(), output = Pipe()
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+    p.standardInput = input
+    p.standardOutput = output
+    do { try p.run() } catch { return "sha256sum did not start: \(error)" }
+    input.fileHandleForWriting.write(Data(text.utf8))
+    try? input.fileHandleForWriting.close()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return String(decoding: out.prefix(64), as: UTF8.self)
 }
 
 /// Collects values from several threads.

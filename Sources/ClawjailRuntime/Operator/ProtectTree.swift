@@ -4,7 +4,6 @@ import Glibc
 import ClawjailCore
 import ClawjailStore
 import ClawjailSystem
-import Crypto
 
 /// The protected paths of a workspace as files on the host, read without ever following
 /// a symlink: every open is relative to the workspace's fd, beneath it, with
@@ -142,18 +141,7 @@ enum ProtectTree {
             if let copy { try copy.writeAll(Array(buffer[0..<n])) }
             size += Int64(n)
         }
-        return (hex(Array(hasher.finalize())), size)
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        return (SHA256.lowercaseHex(hasher.finalize()), size)
     }
 
     // MARK: - directories we own (snapshots)
