@@ -16,12 +16,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries (Debian -dev packages; scripts/setup installs them).
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
 
         // C that runs between clone3 and execve: async-signal-safe only.
@@ -34,8 +34,7 @@ let package = Package(
         .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
         .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp"], swiftSettings: strict),
         .target(name: "ClawjailNetwork", dependencies: ["ClawjailCore", "ClawjailSystem", "CNetlink"], swiftSettings: strict),
-        .target(name: "ClawjailStore", dependencies: ["ClawjailCore", "ClawjailSystem",
-                                                      .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
+        .target(name: "ClawjailStore", dependencies: ["ClawjailCore", "ClawjailSystem", "CSQLite"], swiftSettings: strict),
         .target(name: "ClawjailEgress", dependencies: ["ClawjailCore", "ClawjailSystem",
                                                        .product(name: "NIOCore", package: "swift-nio"),
                                                        .product(name: "NIOPosix", package: "swift-nio"),

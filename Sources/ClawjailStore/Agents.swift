@@ -1,5 +1,3 @@
-import GRDB
-
 /// A range of outside uids (and the same gids) that one agent's jails map to.
 public struct UidRange: Sendable, Hashable, Codable {
     public static let firstBase: UInt32 = 0x7000_0000

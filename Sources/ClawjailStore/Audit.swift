@@ -1,5 +1,4 @@
 import ClawjailCore
-import GRDB
 
 /// An event to append to the audit chain.
 public struct AuditEventInput: Sendable, Hashable {
@@ -213,7 +212,7 @@ extension Store {
     /// `agent` matches exactly ("" selects the host-wide events). A filtered export
     /// links to rows it leaves out, so only a full export verifies on its own.
     /// Rows are read from one snapshot while `write` runs; `write` must not call back
-    /// into this store (GRDB connections are not reentrant). An error thrown by
+    /// into this store (its connection is not reentrant). An error thrown by
     /// `write` stops the export and is rethrown unchanged.
     public func exportAudit(since: Int64? = nil, agent: String? = nil,
                             write: (String) throws -> Void) throws {

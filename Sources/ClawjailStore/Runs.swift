@@ -1,5 +1,3 @@
-import GRDB
-
 public enum RunKind: String, Sendable, Hashable, Codable {
     /// `clawjail run`: at most one live run per agent.
     case agent

@@ -1,5 +1,3 @@
-import GRDB
-
 /// Versioned schema. Never edit a registered migration: add the next one.
 enum Schema {
     static let zeroHash = String(repeating: "0", count: 64)

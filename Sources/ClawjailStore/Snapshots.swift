@@ -1,5 +1,3 @@
-import GRDB
-
 /// One protected file in a snapshot.
 public struct SnapshotFile: Sendable, Hashable, Codable {
     /// Path relative to the agent's workspace.

@@ -55,7 +55,7 @@ struct StateDirectory: ~Copyable {
     deinit { close(fd) }
 
     /// Serializes schema migrations between processes that open a new database at
-    /// the same moment (GRDB's migrator reads the applied list outside its
+    /// the same moment (the first open also switches the file to WAL, outside any
     /// transaction). Held only while migrations are pending.
     func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
         while flock(fd, LOCK_EX) != 0 {

@@ -1,6 +1,4 @@
-import GRDB
-// GRDB's own SQLite module (the system libsqlite3), for the one file control GRDB does not wrap.
-import GRDBSQLite
+import CSQLite
 
 #if canImport(Glibc)
 import Glibc
@@ -11,7 +9,7 @@ import Musl
 /// clawjail's state: agents, uid-range allocations, runs, the audit chain and
 /// protected-file snapshot metadata, in one SQLite database.
 ///
-/// One `DatabaseQueue` (a single connection) per process, not a `DatabasePool`:
+/// One `DatabaseQueue` (a single connection) per process, not a pool:
 /// most users are short-lived CLI processes that make one or two statements, and a
 /// pool would add reader connections and their setup to every `clawjail exec`. The
 /// concurrency that matters is between processes; WAL lets readers in other
@@ -19,7 +17,7 @@ import Musl
 /// transaction with a 10 s busy timeout, so writers queue on SQLite's lock instead
 /// of failing with SQLITE_BUSY_SNAPSHOT half-way through.
 ///
-/// Durability: GRDB's WAL setup uses `synchronous = NORMAL`. A SIGKILL of the
+/// Durability: WAL with `synchronous = NORMAL` (SQLite.swift). A SIGKILL of the
 /// writer loses no committed transaction and never leaves a torn one; only a power
 /// loss can drop the last commits, and then as whole transactions, so the audit
 /// chain stays consistent.
@@ -190,9 +188,9 @@ public final class Store: Sendable {
 }
 
 extension Database {
-    // Fixed statements go through the connection's statement cache: GRDB's
-    // compile step (with its authorizer) costs more than running a small statement,
-    // and a supervisor appends an audit row for every egress decision.
+    // Fixed statements go through the connection's statement cache: compiling one
+    // costs more than running a small statement, and a supervisor appends an audit
+    // row for every egress decision.
 
     func run(_ sql: String, _ arguments: StatementArguments = []) throws {
         try cachedStatement(sql: sql).execute(arguments: arguments)

@@ -1,5 +1,3 @@
-import GRDB
-
 /// The one error type of ClawjailStore: what failed, what to do, and the cause.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public enum Code: Sendable, Hashable {

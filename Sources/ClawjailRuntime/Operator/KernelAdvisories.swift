@@ -74,7 +74,7 @@ public enum KernelAdvisories {
         if let sig = signature, let last = sig.split(separator: " ").last, let v = parse(String(last)) {
             return .upstream(v, source: "/proc/version_signature")
         }
-        if let r = procVersion.range(of: "Debian ") {
+        if let r = procVersion.firstRange(of: "Debian ") {
             let rest = procVersion[r.upperBound...].prefix { $0 != " " && $0 != ")" }
             if let v = parse(String(rest)), v.patch > 0 { return .upstream(v, source: "/proc/version (Debian)") }
         }
