@@ -528,7 +528,8 @@ final class DatabaseQueue: @unchecked Sendable {
                 result = try body(db)
                 return .commit
             }
-            return result!
+            guard let result else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "the read returned no result") }
+            return result
         }
     }
 
@@ -540,7 +541,8 @@ final class DatabaseQueue: @unchecked Sendable {
                 result = try body(db)
                 return .commit
             }
-            return result!
+            guard let result else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "the write returned no result") }
+            return result
         }
     }
 

@@ -88,7 +88,7 @@ struct AllowlistTests {
         case .failure(let e):
             #expect(e.kind == kind, "\(entry): \(e.message)")
             #expect(!e.message.isEmpty)
-            #expect(e.description.contains(entry))
+            #expect(e.description.contains("\"\(entry)\""), "the message quotes the entry")
         }
     }
 
