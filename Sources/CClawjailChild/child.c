@@ -974,6 +974,71 @@ long cj_sys_getxattr(const char *path, const char *name, void *value, size_t siz
 
 int cj_malloc_trim(void) { return malloc_trim(0); }
 
+static uintptr_t parse_hex(const char *p, char **end) {
+    uintptr_t v = 0;
+    for (;; p++) {
+        int d;
+        if (*p >= '0' && *p <= '9') d = *p - '0';
+        else if (*p >= 'a' && *p <= 'f') d = *p - 'a' + 10;
+        else break;
+        v = v * 16 + (uintptr_t)d;
+    }
+    if (end) *end = (char *)p;
+    return v;
+}
+
+/* The [lo, hi) range of the mapping that holds `addr`, from /proc/self/maps read in
+ * small pieces (this runs on the stack it measures). 0 when not found. */
+static int mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi) {
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[1024];
+    size_t have = 0;
+    int found = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0) break;
+        have += (size_t)n;
+        buf[have] = 0;
+        char *line = buf;
+        char *nl;
+        while ((nl = strchr(line, '\n')) != NULL) {
+            *nl = 0;
+            char *dash;
+            uintptr_t a = parse_hex(line, &dash), b = 0;
+            if (*dash == '-') b = parse_hex(dash + 1, NULL);
+            if (*dash == '-' && a <= addr && addr < b) {
+                *lo = a;
+                *hi = b;
+                found = 1;
+                break;
+            }
+            line = nl + 1;
+        }
+        if (found) break;
+        have = strlen(line);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1) have = 0; /* a line longer than the buffer: skip it */
+    }
+    close(fd);
+    return found;
+}
+
+void cj_release_launch_memory(void) {
+    (void)malloc_trim(0);
+    char here = 0;
+    uintptr_t low = (uintptr_t)&here;
+    uintptr_t lo = 0, hi = 0;
+    if (!mapping_of(low, &lo, &hi)) return;
+    /* Everything below the stack pointer is dead here: this thread runs nothing else,
+     * and a signal handler that ran on it earlier has returned (one that runs later
+     * gets fresh pages). 16 KiB stay for madvise's own frame and the red zone. */
+    const uintptr_t keep = 16u << 10;
+    if (low - lo <= keep) return;
+    uintptr_t end = (low - keep) & ~(uintptr_t)4095;
+    if (end > lo) (void)madvise((void *)lo, end - lo, MADV_DONTNEED);
+}
+
 void cj_malloc_single_arena(void) { (void)mallopt(M_ARENA_MAX, 1); }
 
 int cj_sys_getrandom(void *buf, size_t len) { return (int)syscall(SYS_getrandom, buf, len, 0); }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CClawjailChild
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailSeccomp
@@ -103,6 +104,7 @@ public enum AgentRun {
         options.graceMs = r.graceMs
         options.outputs = [OutputRelay(source: out.read, destination: .standardOutput, filter: filter),
                            OutputRelay(source: err.read, destination: .standardError, filter: filter)]
+        cj_release_launch_memory()
         let result = Supervisor.supervise(jail, options: options)
         notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }

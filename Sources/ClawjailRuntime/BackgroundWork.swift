@@ -10,7 +10,7 @@ import ClawjailSystem
 /// can be started, the work runs inline at `join`: slower, never wrong.
 final class BackgroundWork<T>: @unchecked Sendable {
     private let body: () -> Result<T, ClawjailError>
-    private var thread: pthread_t?
+    private var thread: PosixThread.OwnedStack?
     private var outcome: Result<T, ClawjailError>?
 
     private init(_ body: @escaping () -> Result<T, ClawjailError>) {
@@ -26,13 +26,15 @@ final class BackgroundWork<T>: @unchecked Sendable {
     }
 
     private func launch() {
-        thread = try? PosixThread.spawn { [self] in outcome = body() }
+        // Its own stack, unmapped at join: the supervisor outlives these threads by the
+        // jail's whole life, and glibc would keep their stacks' last pages resident.
+        thread = try? PosixThread.spawnOwnedStack { [self] in outcome = body() }
     }
 
     /// Waits for the work (once) and returns its result or rethrows its error.
     func join() throws(ClawjailError) -> T {
         if let t = thread {
-            PosixThread.join(t)
+            t.join()
             thread = nil
         }
         if outcome == nil { outcome = body() }
@@ -47,6 +49,6 @@ final class BackgroundWork<T>: @unchecked Sendable {
         // Never leave a thread running past its owner (the result is dropped). The
         // thread itself may drop the last reference: then it can only detach itself.
         guard let t = thread else { return }
-        PosixThread.release(t)
+        if pthread_equal(t.thread, pthread_self()) != 0 { t.detachFromItself() } else { t.join() }
     }
 }

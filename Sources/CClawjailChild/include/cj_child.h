@@ -217,6 +217,11 @@ int cj_sys_read_signal(int fd);
 long cj_sys_getxattr(const char *path, const char *name, void *value, size_t size);
 /* glibc's malloc_trim(0): free heap pages back to the kernel (parent only). */
 int cj_malloc_trim(void);
+/* After a launch (parent only, main thread, while no signal handler can run): hands
+ * back the heap's free pages and the main thread's stack pages below the caller's
+ * frame, which the launch's deep call chains dirtied and nothing reads again. A
+ * supervisor keeps its memory for its jail's whole life, so these count per jail. */
+void cj_release_launch_memory(void);
 /* mallopt(M_ARENA_MAX, 1): helper threads share the main heap instead of each keeping
  * an arena for the supervisor's whole life. */
 void cj_malloc_single_arena(void);
