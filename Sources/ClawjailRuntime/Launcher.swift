@@ -169,6 +169,8 @@ public enum Launcher {
         let name = spec.name
         let cgroupWork = BackgroundWork.start { () throws(ClawjailError) -> PlacedCgroup in
             let manager: any CgroupManager
+            Trace.mark("cgroup: begins")
+            defer { Trace.mark("cgroup: created") }
             if let given = cgroupManager { manager = given } else { manager = try Cgroups.detect() }
             return try PlacedCgroup(manager.create(name: name, limits: limits))
         }

@@ -15,6 +15,8 @@ struct SeccompChoice {
 
 enum SeccompSetup {
     static func choose(_ spec: JailSpec, layout: HostLayout) throws(ClawjailError) -> SeccompChoice {
+        Trace.mark("seccomp: begins")
+        defer { Trace.mark("seccomp: chosen") }
         do {
             // The index answers a repeated start from file fingerprints, without parsing
             // any TOML; a changed profile falls back to parsing (and the compiled-filter
