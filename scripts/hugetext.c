@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "hugetext: %s is not a 64-bit ELF file; left as it is\n", argv[1]);
         return 0;
     }
-    unsigned long code_kb = 0, huge_kb = 0;
+    unsigned long code_kb = 0, huge_kb = 0, stretch_kb = 0;
     for (int i = 0; i < eh.e_phnum; i++) {
         Elf64_Phdr ph;
         if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) != (ssize_t)sizeof ph) break;
@@ -70,6 +70,7 @@ int main(int argc, char **argv) {
         code_kb += ph.p_filesz >> 10;
         if (last <= first || (ph.p_vaddr - ph.p_offset) % HUGE != 0) continue;
         size_t len = last - first;
+        stretch_kb += len >> 10;
         /* An aligned address of our own, so the folios read in are also mapped huge
          * here, which is how the result is measured. */
         char *area = mmap(NULL, len + HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -86,7 +87,9 @@ int main(int argc, char **argv) {
         munmap(area, len + HUGE);
     }
     close(fd);
-    printf("hugetext: %lu of %lu KiB of %s's code cached in 2 MiB pages%s\n", huge_kb, code_kb, argv[1],
-           huge_kb ? "" : " (this kernel or file system caches it in small pages; nothing changed)");
+    const char *why = "";
+    if (stretch_kb == 0) why = " (its code has no whole, aligned 2 MiB stretch; nothing changed)";
+    else if (huge_kb == 0) why = " (this kernel or file system caches it in small pages; nothing changed)";
+    printf("hugetext: %lu of %lu KiB of %s's code cached in 2 MiB pages%s\n", huge_kb, code_kb, argv[1], why);
     return 0;
 }
