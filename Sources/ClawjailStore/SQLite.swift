@@ -452,6 +452,20 @@ final class Database {
     }
 }
 
+extension Database {
+    /// `body`'s value, from inside one transaction that commits when it returns and
+    /// rolls back when it throws.
+    func transaction<T>(_ kind: TransactionKind, _ body: () throws -> T) throws -> T {
+        var result: T?
+        try inTransaction(kind) {
+            result = try body()
+            return .commit
+        }
+        guard let result else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "the transaction committed without a result") }
+        return result
+    }
+}
+
 extension StatementArguments {
     init(values: [DatabaseValue]) { self.values = values }
 }
@@ -522,32 +536,13 @@ final class DatabaseQueue: @unchecked Sendable {
 
     /// `body` in a read transaction: one consistent snapshot.
     func read<T>(_ body: (Database) throws -> T) throws -> T {
-        try locked { db in
-            var result: T?
-            try db.inTransaction(.deferred) {
-                result = try body(db)
-                return .commit
-            }
-            guard let result else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "the read returned no result") }
-            return result
-        }
+        try locked { db in try db.transaction(.deferred) { try body(db) } }
     }
 
-    /// `body` in an IMMEDIATE transaction, committed when it returns.
+    /// `body` in an IMMEDIATE transaction (the write lock taken before the first read),
+    /// committed when it returns.
     func write<T>(_ body: (Database) throws -> T) throws -> T {
-        try locked { db in
-            var result: T?
-            try db.inTransaction(.immediate) {
-                result = try body(db)
-                return .commit
-            }
-            guard let result else { throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "the write returned no result") }
-            return result
-        }
-    }
-
-    func writeWithoutTransaction<T>(_ body: (Database) throws -> T) rethrows -> T {
-        try locked(body)
+        try locked { db in try db.transaction(.immediate) { try body(db) } }
     }
 
     /// Closes the connection; the queue must not be used afterwards.

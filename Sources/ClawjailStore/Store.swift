@@ -154,17 +154,7 @@ public final class Store: Sendable {
     /// lock, so that timestamps follow the chain order (as far as the clock does).
     func writeImmediate<T>(_ what: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
         do {
-            return try dbQueue.writeWithoutTransaction { db in
-                var result: T?
-                try db.inTransaction(.immediate) {
-                    result = try body(db)
-                    return .commit
-                }
-                guard let result else {
-                    throw StoreError(.database, "the transaction committed without a result")
-                }
-                return result
-            }
+            return try dbQueue.write(body)
         } catch {
             throw StoreError.wrap(error, while: what(), path: databasePath)
         }

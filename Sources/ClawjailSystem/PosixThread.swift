@@ -13,9 +13,16 @@ public enum PosixThread {
 
     /// Starts `run` on a new thread, joinable unless `detached`.
     public static func spawn(detached: Bool = false, _ run: @escaping () -> Void) throws(Errno) -> pthread_t {
+        let thread = try create(nil, run)
+        if detached { pthread_detach(thread) }
+        return thread
+    }
+
+    /// pthread_create with `run` as the body; `attr` nil for the defaults.
+    private static func create(_ attr: UnsafePointer<pthread_attr_t>?, _ run: @escaping () -> Void) throws(Errno) -> pthread_t {
         let context = Unmanaged.passRetained(Job(run)).toOpaque()
         var thread = pthread_t()
-        let r = pthread_create(&thread, nil, { raw in
+        let r = pthread_create(&thread, attr, { raw in
             guard let raw else { return nil }
             Unmanaged<Job>.fromOpaque(raw).takeRetainedValue().run()
             return nil
@@ -24,7 +31,6 @@ public enum PosixThread {
             Unmanaged<Job>.fromOpaque(context).release()
             throw Errno(rawValue: r)
         }
-        if detached { pthread_detach(thread) }
         return thread
     }
 
@@ -68,19 +74,12 @@ public enum PosixThread {
         pthread_attr_init(&attr)
         defer { pthread_attr_destroy(&attr) }
         pthread_attr_setstack(&attr, stack + OwnedStack.guardSize, stackSize - OwnedStack.guardSize)
-        let context = Unmanaged.passRetained(Job(run)).toOpaque()
-        var thread = pthread_t()
-        let r = pthread_create(&thread, &attr, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Job>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, context)
-        if r != 0 {
-            Unmanaged<Job>.fromOpaque(context).release()
+        do {
+            return OwnedStack(thread: try create(&attr, run), stack: stack, size: stackSize)
+        } catch {
             munmap(stack, stackSize)
-            throw Errno(rawValue: r)
+            throw error
         }
-        return OwnedStack(thread: thread, stack: stack, size: stackSize)
     }
 
     /// Waits for a joinable thread to end.
