@@ -3,7 +3,8 @@
 # How many idle jails start in 10 s (2 starts in flight per core; a jail counts once its
 # command runs), and the host memory each idle jail costs (the drop in MemAvailable, and
 # the PSS of every process it adds: clawjail's supervisor, the jail's init and the
-# command), clawjail beside bwrap in the same run. Then the emergency stop: how long
+# command), clawjail beside bwrap and the kernel floor (scripts/bench.d/floor.c) in the
+# same run. Then the emergency stop: how long
 # `clawjail kill --all` takes for all of them, and for 100 idle jails. Bounded: at most
 # BENCH_MAX_JAILS (default 4000) jails per tool, every one ended by the script.
 
@@ -70,15 +71,15 @@ bench_concurrency() {
   local before after alive pss procs commands name per
   local bwrap="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev --tmpfs /tmp "
   : > "$WORK/concurrency.txt"
-  for name in clawjail bwrap; do
+  for name in clawjail bwrap floor; do
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     sleep 2
     before=$(_bc_mem_available_kib)
-    if [[ $name == clawjail ]]; then
-      _bc_start "$name" "$CJ" exec --quiet --
-    else
-      _bc_start "$name" $bwrap
-    fi
+    case $name in
+      clawjail) _bc_start "$name" "$CJ" exec --quiet -- ;;
+      bwrap) _bc_start "$name" $bwrap ;;
+      floor) _bc_start "$name" "$FLOOR" mounts "$WORK/ws" ;;
+    esac
     sleep 3   # let the last ones in flight finish starting
     after=$(_bc_mem_available_kib)
     read -r pss procs commands < <(_bc_tree $(cat "$WORK/$name.pids"))
@@ -92,10 +93,13 @@ bench_concurrency() {
     _bc_stop "$name"
     [[ $name == clawjail ]] && "$CJ" gc >/dev/null
   done
-  local cj bw
+  local cj bw fl
   cj=$(awk '$1=="clawjail"{print $2}' "$WORK/concurrency.txt")
   bw=$(awk '$1=="bwrap"{print $2}' "$WORK/concurrency.txt")
-  printf '  ratio   jails started in 10 s clawjail/bwrap %s (targets: >= 3000 in 10 s, <= 0.6 MiB per jail)\n' "$(ratio "$cj" "$(( bw > 0 ? bw : 1 ))")"
+  fl=$(awk '$1=="floor"{print $2}' "$WORK/concurrency.txt")
+  printf '  ratio   jails started in 10 s clawjail/bwrap %s | clawjail/floor %s (targets: >= 3000 in 10 s, <= 0.6 MiB per jail)\n' \
+    "$(ratio "$cj" "$(( bw > 0 ? bw : 1 ))")" "$(ratio "$cj" "$(( fl > 0 ? fl : 1 ))")"
+  echo "  (floor: scripts/bench.d/floor.c, the same namespaces, cgroup and root with no supervisor)"
   # The emergency stop at the size the issue names: 100 idle jails.
   : > "$WORK/kill100.pids"
   local i

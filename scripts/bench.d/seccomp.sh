@@ -56,13 +56,15 @@ PY
   local bwrap="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --proc /proc --dev /dev --tmpfs /tmp --bind $WORK/ws /workspace --chdir /workspace"
   rounds "$dir/startup.json" 6 50 --warmup 10 \
     -n clawjail-tool "CLAWJAIL_CACHE_DIR=$cache $CJ exec --quiet --profile tool --workspace $WORK/ws -- /bin/true" \
-    -n bwrap-docker "$bwrap --seccomp 3 /bin/true 3<$dir/docker.bpf"
+    -n bwrap-docker "$bwrap --seccomp 3 /bin/true 3<$dir/docker.bpf" \
+    -n floor-tool "FLOOR_BPF=$toolbpf $FLOOR mounts $WORK/ws /bin/true"
   medians "$dir/startup.json" > "$dir/startup.txt"
-  local cj bw
+  local cj bw fl
   cj=$(awk -F'\t' '$1=="clawjail-tool"{print $2}' "$dir/startup.txt")
   bw=$(awk -F'\t' '$1=="bwrap-docker"{print $2}' "$dir/startup.txt")
-  printf '  median  clawjail exec --profile tool %s ms | bwrap --seccomp (Docker) %s ms\n' "$cj" "$bw"
-  printf '  ratio   clawjail/bwrap %s (target <= 0.6)\n' "$(ratio "$cj" "$bw")"
+  fl=$(awk -F'\t' '$1=="floor-tool"{print $2}' "$dir/startup.txt")
+  printf '  median  clawjail exec --profile tool %s ms | bwrap --seccomp (Docker) %s ms | kernel floor with the tool filter %s ms\n' "$cj" "$bw" "$fl"
+  printf '  ratio   clawjail/bwrap %s (target <= 0.6) | floor/bwrap %s | clawjail/floor %s\n' "$(ratio "$cj" "$bw")" "$(ratio "$fl" "$bw")" "$(ratio "$cj" "$fl")"
 
   # clawjail's own cost per start for the profile: cold (parse, compile, write cache
   # and index) vs warm (index hit), from the --verbose timing of whole exec runs.
