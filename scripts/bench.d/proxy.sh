@@ -5,13 +5,16 @@
 #   clawjail   curl inside an egress jail -> clawjail's proxy (absolute-form "http" and
 #              CONNECT "connect") -> server
 #   tinyproxy  curl -> tinyproxy (Debian, its own config, on 127.0.0.1) -> server
+#   relay      curl -> a bare splice(2) TCP relay in C (bench.d/relay.c, on 127.0.0.1)
+#              -> server: what the extra TCP hop costs with no proxy logic at all (a
+#              reference, not a bound: a proxy could move bytes other ways)
 #
 # Everything happens in two network namespaces made here and deleted at the end:
 # cjt-bup-PID (clawjail, tinyproxy and the direct client; the jail's peer netns hangs
 # off it) and cjt-bnet-PID (the server on 93.184.216.34:80 and dnsmasq for the name
 # the proxy resolves). They are joined by a veth and route nowhere else.
 #
-# Needs: root, $CJ (the clawjail binary), python3, curl, dnsmasq, tinyproxy, ip, nsenter.
+# Needs: root, $CJ (the clawjail binary), python3, curl, dnsmasq, tinyproxy, ip, nsenter, gcc.
 # Figures are medians over BENCH_PROXY_ROUNDS rounds (default 3), the three clients
 # interleaved in each round. MB is 10^6 bytes.
 
@@ -174,9 +177,14 @@ EOF
   _BP_PIDS+=($!)
   nsenter --net="/run/netns/$up" tinyproxy -d -c "$dir/tinyproxy.conf" > "$dir/tinyproxy.out" 2>&1 &
   _BP_PIDS+=($!)
+  gcc -O2 -Wall -pthread -o "$dir/relay" "$ROOT/scripts/bench.d/relay.c"
+  nsenter --net="/run/netns/$up" "$dir/relay" 127.0.0.1 9999 93.184.216.34 80 > "$dir/relay.out" 2>&1 &
+  _BP_PIDS+=($!)
   local i
   for i in $(seq 1 100); do grep -q ready "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
   grep -q ready "$dir/server.out" || { echo "  the server did not start: $(cat "$dir/server.out")"; _bp_cleanup; return 1; }
+  for i in $(seq 1 50); do grep -q ready "$dir/relay.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$dir/relay.out" || { echo "  the relay did not start: $(cat "$dir/relay.out")"; _bp_cleanup; return 1; }
   sleep 0.3
 
   local inns=(nsenter --net="/run/netns/$up" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin)
@@ -188,6 +196,8 @@ EOF
       /usr/bin/python3 /bench/client.py clawjail http://10.200.0.1:3128 http://bench.example "$downloads" "$requests" \
       >> "$dir/results.jsonl"
     "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" tinyproxy http://127.0.0.1:8888 http://93.184.216.34 "$downloads" "$requests" \
+      >> "$dir/results.jsonl"
+    "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" relay "" http://127.0.0.1:9999 "$downloads" "$requests" \
       >> "$dir/results.jsonl"
   done
 
@@ -220,8 +230,13 @@ for mode in ("clawjail", "tinyproxy"):
             print(f"  {mode + ' ' + variant:26} no data")
             continue
         print(f"  {mode + ' (' + variant + ')':26} {dm:14.0f} {dm / d:7.2f}   {km:17.3f} {km - k:+10.3f}  {kconn}")
+fd, _ = dl("relay", "direct")
+fk, _, fc = ka("relay", "direct")
+if fd is not None and fk is not None:
+    print(f"  {'bare C splice relay':26} {fd:14.0f} {fd / d:7.2f}   {fk:17.3f} {fk - k:+10.3f}  {fc}")
 print(f"  samples: {n} downloads and {kn} requests per row; clawjail audit: {sys.argv[2]} egress.allow events")
 print("  targets for clawjail: >= 0.90 x direct throughput, <= direct + 0.100 ms per keep-alive request")
+print("  (bare relay: bench.d/relay.c, one more TCP hop and splice(2), no parsing, policy or audit)")
 print("  (tinyproxy closes the client connection after each plain request: its http row reconnects every time)")
 PY
   _bp_cleanup
