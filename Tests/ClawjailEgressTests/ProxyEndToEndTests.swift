@@ -455,13 +455,17 @@ struct ProxyEndToEndTests {
             let tlsPort = try #require(h.endpoints.transparentTLS?.port)
             let hello = splitIntoRecords(makeClientHello(sni: "tls.test", padding: 600), pieces: 2)
             let c = try TestClient(port: tlsPort)
-            // Three TCP writes, cutting through the record headers.
+            // Three TCP writes, cutting through the record headers. The pauses block
+            // this thread on purpose: an awaited sleep resumes only when the
+            // cooperative pool (one thread per core) has a free thread, and other
+            // tests hold those in blocking reads for seconds, long enough for the
+            // proxy's 2 s first-request timer to close this connection mid-hello.
             let cuts = [3, 200, hello.count]
             var start = 0
             for cut in cuts {
                 c.send(Array(hello[start..<cut]))
                 start = cut
-                try await Task.sleep(for: .milliseconds(30))
+                usleep(30_000)
             }
             let reply = c.read(until: { $0.count >= 5 + hello.count })
             #expect(Array(reply.prefix(5)) == Array("ECHO:".utf8))
