@@ -104,6 +104,7 @@ public enum AgentRun {
         options.graceMs = r.graceMs
         options.outputs = [OutputRelay(source: out.read, destination: .standardOutput, filter: filter),
                            OutputRelay(source: err.read, destination: .standardError, filter: filter)]
+        PosixThread.unmapRetiredStacks()
         cj_release_launch_memory()
         let result = Supervisor.supervise(jail, options: options)
         notifier?.stop()

@@ -34,7 +34,7 @@ final class BackgroundWork<T>: @unchecked Sendable {
     /// Waits for the work (once) and returns its result or rethrows its error.
     func join() throws(ClawjailError) -> T {
         if let t = thread {
-            t.join()
+            t.joinRetiringStack()
             thread = nil
         }
         if outcome == nil { outcome = body() }

@@ -154,6 +154,7 @@ extension ToolRun {
         options.collectStats = r.statusFD != nil || store != nil
         // The supervisor now waits for as long as the jail lives: what the launch
         // dirtied and freed (heap, deep stack frames) goes back to the kernel.
+        PosixThread.unmapRetiredStacks()
         cj_release_launch_memory()
         let result = Supervisor.supervise(jail, options: options)
         Trace.mark("jail ended")
