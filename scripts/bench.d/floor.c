@@ -8,7 +8,8 @@
 //   ns      clone3 into a new user, mount, pid, net, ipc, uts and cgroup namespace (the
 //           set every clawjail jail gets), the parent writes the id maps (root inside,
 //           an unprivileged range outside, setgroups deny), the child execs CMD.
-//   cgroup  ns, plus a fresh cgroup per run with a memory and a pids limit, in every
+//   cgroup  ns, plus a fresh cgroup per run with a memory, a pids and a one-core cpu
+//           limit (clawjail's defaults for a tool run have all three), in every
 //           hierarchy clawjail uses (v1: memory, pids, cpu, freezer; v2: one directory
 //           with those controllers), joined before exec and removed after.
 //   mounts  cgroup, plus the root bwrap gets in the startup benchmark: a tmpfs root,
@@ -87,6 +88,8 @@ static void cgroups_create(void) {
     write_file(path, "536870912");
     snprintf(path, sizeof path, "%s/pids.max", cgroup_dirs[0]);
     write_file(path, "256");
+    snprintf(path, sizeof path, "%s/cpu.max", cgroup_dirs[0]);
+    write_file(path, "100000 100000");
     return;
   }
   for (int i = 0; i < 4; i++) {
@@ -102,6 +105,8 @@ static void cgroups_create(void) {
   write_file(path, "536870912");
   snprintf(path, sizeof path, "%s/pids.max", cgroup_dirs[1]);
   write_file(path, "256");
+  snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", cgroup_dirs[2]);
+  write_file(path, "100000");
 }
 
 static void cgroups_join(pid_t pid) {
