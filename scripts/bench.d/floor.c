@@ -73,6 +73,13 @@ static int is_v2(void) {
   return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
 }
 
+// The same limits on both versions: 512 MiB, 256 pids, one core.
+static void set_limit(int dir, const char *file, const char *value) {
+  char path[240];
+  snprintf(path, sizeof path, "%s/%s", cgroup_dirs[dir], file);
+  write_file(path, value);
+}
+
 static void cgroups_create(void) {
   if (is_v2()) {
     // Its own parent gets the controllers for its children (the root's are the
@@ -83,13 +90,9 @@ static void cgroups_create(void) {
     snprintf(cgroup_dirs[0], sizeof cgroup_dirs[0], "/sys/fs/cgroup/cjfloor/cjfloor-%d", getpid());
     if (mkdir(cgroup_dirs[0], 0755) < 0) die(cgroup_dirs[0]);
     cgroup_count = 1;
-    char path[240];
-    snprintf(path, sizeof path, "%s/memory.max", cgroup_dirs[0]);
-    write_file(path, "536870912");
-    snprintf(path, sizeof path, "%s/pids.max", cgroup_dirs[0]);
-    write_file(path, "256");
-    snprintf(path, sizeof path, "%s/cpu.max", cgroup_dirs[0]);
-    write_file(path, "100000 100000");
+    set_limit(0, "memory.max", "536870912");
+    set_limit(0, "pids.max", "256");
+    set_limit(0, "cpu.max", "100000 100000");
     return;
   }
   for (int i = 0; i < 4; i++) {
@@ -100,13 +103,9 @@ static void cgroups_create(void) {
     if (mkdir(cgroup_dirs[i], 0755) < 0) die(cgroup_dirs[i]);
     cgroup_count = i + 1;
   }
-  char path[240];
-  snprintf(path, sizeof path, "%s/memory.limit_in_bytes", cgroup_dirs[0]);
-  write_file(path, "536870912");
-  snprintf(path, sizeof path, "%s/pids.max", cgroup_dirs[1]);
-  write_file(path, "256");
-  snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", cgroup_dirs[2]);
-  write_file(path, "100000");
+  set_limit(0, "memory.limit_in_bytes", "536870912");
+  set_limit(1, "pids.max", "256");
+  set_limit(2, "cpu.cfs_quota_us", "100000");
 }
 
 static void cgroups_join(pid_t pid) {
