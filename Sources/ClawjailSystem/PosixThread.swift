@@ -66,7 +66,7 @@ public enum PosixThread {
         /// `PosixThread.unmapRetiredStacks()`.
         public func joinRetiringStack() {
             pthread_join(thread, nil)
-            PosixThread.retired.withLock { $0.append(RetiredStack(stack: stack, size: size)) }
+            PosixThread.retired.withLock { $0.append(self) }
         }
 
         /// Called on the thread itself (an owner whose last reference it dropped): it
@@ -76,13 +76,8 @@ public enum PosixThread {
         }
     }
 
-    struct RetiredStack: @unchecked Sendable {
-        let stack: UnsafeMutableRawPointer
-        let size: Int
-    }
-
-    /// Stacks of joined threads, waiting for `unmapRetiredStacks()`.
-    static let retired = Mutex<[RetiredStack]>([])
+    /// Joined threads whose stacks wait for `unmapRetiredStacks()`.
+    static let retired = Mutex<[OwnedStack]>([])
 
     /// Unmaps the stacks that `joinRetiringStack()` kept.
     public static func unmapRetiredStacks() {
