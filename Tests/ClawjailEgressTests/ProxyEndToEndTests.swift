@@ -12,7 +12,7 @@ private let local4: UInt32 = 0x7F00_0001
 
 private func answers(_ name: String, _ type: UInt16, _ seq: Int) -> FakeAnswer {
     switch name {
-    case "web.test", "echo.test", "tls.test", "plain.test", "a.wild.test", "banner.test":
+    case "web.test", "echo.test", "tls.test", "plain.test", "a.wild.test", "banner.test", "flood.test":
         return .records(a: [local4], aaaa: [], ttl: 30)
     case "private.bad.test": return .records(a: [0x0A00_0001], aaaa: [], ttl: 30)
     case "meta.bad.test": return .records(a: [0xA9FE_A9FE], aaaa: [], ttl: 30)
@@ -55,6 +55,16 @@ private func withProxy(
     await h.stop()
 }
 
+/// Who carries an established tunnel: the kernel (splice) or NIO.
+enum TunnelEngine: String, CaseIterable, CustomTestStringConvertible {
+    case splice, nio
+    var testDescription: String { rawValue }
+
+    func apply(_ c: inout EgressConfig) {
+        c.kernelTunnels = self == .splice
+    }
+}
+
 @Suite("Egress proxy end to end (loopback)")
 struct ProxyEndToEndTests {
     @Test("CONNECT to an allowlisted name tunnels bytes both ways")
@@ -90,9 +100,10 @@ struct ProxyEndToEndTests {
     }
 
     @Test("a CONNECT tunnel carries megabytes both ways, byte for byte, in the kernel or in NIO",
-          arguments: [true, false])
-    func connectBulk(kernel: Bool) async throws {
-        try await withProxy(allow: { _, e in ["echo.test:\(e)"] }, configure: { c, _, _ in c.kernelTunnels = kernel }) {
+          arguments: TunnelEngine.allCases)
+    func connectBulk(engine: TunnelEngine) async throws {
+        let kernel = engine != .nio
+        try await withProxy(allow: { _, e in ["echo.test:\(e)"] }, configure: { c, _, _ in engine.apply(&c) }) {
             h, _, echo in
             let c = try TestClient(port: h.proxyPort)
             c.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\nfirst")
@@ -126,12 +137,63 @@ struct ProxyEndToEndTests {
         }
     }
 
-    @Test("a server that speaks first and hangs up is heard in full", arguments: [true, false])
-    func connectServerSpeaksFirst(kernel: Bool) async throws {
+    @Test("a reader that stops reading holds the sender back, and then gets every byte in order",
+          arguments: TunnelEngine.allCases)
+    func slowReader(engine: TunnelEngine) async throws {
+        // A relay that read without bound (a BPF sockmap redirect, for one: the
+        // kernel puts no limit on its queue) would take the whole flood into the
+        // host's memory; TCP's windows must stall the sender instead.
+        // Here the buffers in between hold about 6 MiB; an unbounded queue takes all.
+        let total = 24 << 20
+        let flood = try FloodServer(total: total)
+        defer { flood.stop() }
+        try await withProxy(allow: { _, _ in ["flood.test:\(flood.port)"] },
+                            configure: { c, _, _ in engine.apply(&c) }) { h, _, _ in
+            let c = try TestClient(port: h.proxyPort, timeoutSeconds: 10)
+            var small: Int32 = 128 << 10
+            setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            c.send("CONNECT flood.test:\(flood.port) HTTP/1.1\r\n\r\n")
+            var got = c.read(until: { $0.firstRange(of: Array("\r\n\r\n".utf8)) != nil })
+            let head = try #require(got.firstRange(of: Array("\r\n\r\n".utf8)))
+            #expect(String(decoding: got[..<head.lowerBound], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            got.removeSubrange(..<head.upperBound)
+
+            // Not reading: the sender must stall with the path's buffers full.
+            try await Task.sleep(for: .milliseconds(1500))
+            let stalled = flood.accepted
+            #expect(stalled < 16 << 20, "the path in between took \(stalled >> 20) MiB from the sender")
+
+            // Now read it all, checking every byte against the pattern.
+            var offset = 0
+            var mismatch: Int?
+            func check(_ bytes: ArraySlice<UInt8>) {
+                for b in bytes {
+                    if mismatch == nil && b != patternByte(offset) { mismatch = offset }
+                    offset += 1
+                }
+            }
+            check(got[...])
+            var buf = [UInt8](repeating: 0, count: 256 << 10)
+            while true {
+                let n = buf.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                check(buf[0..<n])
+            }
+            #expect(offset == total)
+            #expect(mismatch == nil, "first wrong byte at \(mismatch ?? -1)")
+            c.shutdownWrite()
+            #expect(await h.waitForAudit { $0.contains { $0.mode == .connect && $0.verdict == .allow } })
+            let rec = try #require(h.audit.all.first { $0.mode == .connect })
+            #expect(rec.bytesDown == UInt64(total))
+        }
+    }
+
+    @Test("a server that speaks first and hangs up is heard in full", arguments: TunnelEngine.allCases)
+    func connectServerSpeaksFirst(engine: TunnelEngine) async throws {
         let banner = try BannerServer(banner: Array("220 hello from the origin\r\n".utf8))
         defer { banner.stop() }
         try await withProxy(allow: { _, _ in ["banner.test:\(banner.port)"] },
-                            configure: { c, _, _ in c.kernelTunnels = kernel }) { h, _, _ in
+                            configure: { c, _, _ in engine.apply(&c) }) { h, _, _ in
             let c = try TestClient(port: h.proxyPort)
             c.send("CONNECT banner.test:\(banner.port) HTTP/1.1\r\n\r\n")
             let all = String(decoding: c.readToEOF(), as: UTF8.self)

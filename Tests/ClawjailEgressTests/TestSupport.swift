@@ -595,3 +595,57 @@ final class BannerServer: @unchecked Sendable {
         Glibc.close(fd)
     }
 }
+
+/// The byte at `offset` of a test stream: a pattern that shows any lost, repeated
+/// or reordered block.
+@inline(__always)
+func patternByte(_ offset: Int) -> UInt8 { UInt8(truncatingIfNeeded: (offset >> 10) &* 31 &+ offset) }
+
+/// A server that pushes `total` pattern bytes at its one client as fast as the
+/// kernel takes them, then closes. `accepted` is how far the kernel has taken them:
+/// with a reader that does not read, it shows how much the path in between buffers.
+final class FloodServer: @unchecked Sendable {
+    let fd: Int32
+    let port: Int
+    private final class Count: Sendable { let value = Atomic<Int>(0) }
+    private let count = Count()
+    var accepted: Int { count.value.load(ordering: .relaxed) }
+    private var thread: TestThread?
+
+    init(total: Int) throws {
+        let (fd, port) = try boundLoopbackSocket(type: SOCK_STREAM)
+        guard listen(fd, 4) == 0 else {
+            Glibc.close(fd)
+            throw TestClientError.socket(errno)
+        }
+        self.fd = fd
+        self.port = port
+        thread = TestThread { [count] in
+            let c = accept(fd, nil, nil)
+            guard c >= 0 else { return }
+            var small: Int32 = 256 << 10
+            setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            var chunk = [UInt8](repeating: 0, count: 64 << 10)
+            var off = 0
+            while off < total {
+                let n = min(chunk.count, total - off)
+                for i in 0..<n { chunk[i] = patternByte(off + i) }
+                var sent = 0
+                while sent < n {
+                    let r = chunk[sent..<n].withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if r <= 0 { Glibc.close(c); return }
+                    sent += r
+                    count.value.wrappingAdd(r, ordering: .relaxed)
+                }
+                off += n
+            }
+            Glibc.close(c)
+        }
+    }
+
+    func stop() {
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        thread?.join()
+        Glibc.close(fd)
+    }
+}
