@@ -6,8 +6,11 @@
 #              CONNECT "connect") -> server
 #   tinyproxy  curl -> tinyproxy (Debian, its own config, on 127.0.0.1) -> server
 #   relay      curl -> a bare splice(2) TCP relay in C (bench.d/relay.c, on 127.0.0.1)
-#              -> server: what the extra TCP hop costs with no proxy logic at all (a
-#              reference, not a bound: a proxy could move bytes other ways)
+#              -> server: what the extra TCP hop costs with no proxy logic at all
+#   sockmap    curl -> a bare BPF sockmap relay in C (bench.d/sockmap-relay.c, on
+#              127.0.0.1) -> server: the kernel redirects every skb, nothing else runs.
+#              A reference that is not safe to ship: its queue toward a slow reader
+#              has no bound (the file's header and the README say more)
 #
 # Everything happens in two network namespaces made here and deleted at the end:
 # cjt-bup-PID (clawjail, tinyproxy and the direct client; the jail's peer netns hangs
@@ -180,11 +183,17 @@ EOF
   gcc -O2 -Wall -pthread -o "$dir/relay" "$ROOT/scripts/bench.d/relay.c"
   nsenter --net="/run/netns/$up" "$dir/relay" 127.0.0.1 9999 93.184.216.34 80 > "$dir/relay.out" 2>&1 &
   _BP_PIDS+=($!)
+  gcc -O2 -Wall -o "$dir/sockmap-relay" "$ROOT/scripts/bench.d/sockmap-relay.c"
+  nsenter --net="/run/netns/$up" "$dir/sockmap-relay" 127.0.0.1 9998 93.184.216.34 80 > "$dir/sockmap-relay.out" 2>&1 &
+  _BP_PIDS+=($!)
   local i
   for i in $(seq 1 100); do grep -q ready "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
   grep -q ready "$dir/server.out" || { echo "  the server did not start: $(cat "$dir/server.out")"; _bp_cleanup; return 1; }
   for i in $(seq 1 50); do grep -q ready "$dir/relay.out" 2>/dev/null && break; sleep 0.1; done
   grep -q ready "$dir/relay.out" || { echo "  the relay did not start: $(cat "$dir/relay.out")"; _bp_cleanup; return 1; }
+  for i in $(seq 1 50); do grep -q ready "$dir/sockmap-relay.out" 2>/dev/null && break; sleep 0.1; done
+  local sockmap=1
+  grep -q ready "$dir/sockmap-relay.out" || { echo "  no sockmap row: $(cat "$dir/sockmap-relay.out")"; sockmap=0; }
   sleep 0.3
 
   local inns=(nsenter --net="/run/netns/$up" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin)
@@ -198,6 +207,8 @@ EOF
     "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" tinyproxy http://127.0.0.1:8888 http://93.184.216.34 "$downloads" "$requests" \
       >> "$dir/results.jsonl"
     "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" relay "" http://127.0.0.1:9999 "$downloads" "$requests" \
+      >> "$dir/results.jsonl"
+    ((sockmap)) && "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" sockmap "" http://127.0.0.1:9998 "$downloads" "$requests" \
       >> "$dir/results.jsonl"
   done
 
@@ -234,9 +245,15 @@ fd, _ = dl("relay", "direct")
 fk, _, fc = ka("relay", "direct")
 if fd is not None and fk is not None:
     print(f"  {'bare C splice relay':26} {fd:14.0f} {fd / d:7.2f}   {fk:17.3f} {fk - k:+10.3f}  {fc}")
+sd, _ = dl("sockmap", "direct")
+sk, _, sc = ka("sockmap", "direct")
+if sd is not None and sk is not None:
+    print(f"  {'BPF sockmap relay, unsafe':26} {sd:14.0f} {sd / d:7.2f}   {sk:17.3f} {sk - k:+10.3f}  {sc}")
 print(f"  samples: {n} downloads and {kn} requests per row; clawjail audit: {sys.argv[2]} egress.allow events")
 print("  targets for clawjail: >= 0.90 x direct throughput, <= direct + 0.100 ms per keep-alive request")
 print("  (bare relay: bench.d/relay.c, one more TCP hop and splice(2), no parsing, policy or audit)")
+print("  (sockmap relay: bench.d/sockmap-relay.c, the kernel redirects each skb; no bound on what it")
+print("   queues toward a slow reader, so no proxy can ship it as is: see the README's proxy section)")
 print("  (tinyproxy closes the client connection after each plain request: its http row reconnects every time)")
 PY
   _bp_cleanup
