@@ -117,10 +117,19 @@ enum Harness {
                             environment: environment, timeout: timeout)
     }
 
-    /// A state directory private to this test process.
+    /// A state directory private to this test process, removed when it exits. The
+    /// directories of earlier test processes that died without removing theirs
+    /// (a crash, a kill) go first.
     static let stateDirectory: String = {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: "/tmp")) ?? [] where name.hasPrefix("cjt-state-") {
+            guard let pid = Int32(name.dropFirst("cjt-state-".count)), pid != getpid(),
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            try? fm.removeItem(atPath: "/tmp/" + name)
+        }
         let d = "/tmp/cjt-state-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        try? fm.createDirectory(atPath: d, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: Harness.stateDirectory) }
         return d
     }()
 
