@@ -568,12 +568,27 @@ final class TestThread: @unchecked Sendable {
 /// A server that speaks first: it accepts one connection, sends its banner and
 /// hangs up at once, so the banner and the FIN reach the proxy before anyone
 /// asks to read.
-final class BannerServer: @unchecked Sendable {
+final class BannerServer: Sendable {
+    private let server: OneClientServer
+    var port: Int { server.port }
+
+    init(banner: [UInt8]) throws {
+        server = try OneClientServer { c in
+            _ = banner.withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+    }
+
+    func stop() { server.stop() }
+}
+
+/// A loopback listener that serves one client on its own thread with `serve`,
+/// then closes that client.
+final class OneClientServer: @unchecked Sendable {
     let fd: Int32
     let port: Int
     private var thread: TestThread?
 
-    init(banner: [UInt8]) throws {
+    init(_ serve: @escaping @Sendable (_ client: Int32) -> Void) throws {
         let (fd, port) = try boundLoopbackSocket(type: SOCK_STREAM)
         guard listen(fd, 4) == 0 else {
             Glibc.close(fd)
@@ -584,7 +599,7 @@ final class BannerServer: @unchecked Sendable {
         thread = TestThread {
             let c = accept(fd, nil, nil)
             guard c >= 0 else { return }
-            _ = banner.withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            serve(c)
             Glibc.close(c)
         }
     }
@@ -604,25 +619,15 @@ func patternByte(_ offset: Int) -> UInt8 { UInt8(truncatingIfNeeded: (offset >> 
 /// A server that pushes `total` pattern bytes at its one client as fast as the
 /// kernel takes them, then closes. `accepted` is how far the kernel has taken them:
 /// with a reader that does not read, it shows how much the path in between buffers.
-final class FloodServer: @unchecked Sendable {
-    let fd: Int32
-    let port: Int
+final class FloodServer: Sendable {
     private final class Count: Sendable { let value = Atomic<Int>(0) }
     private let count = Count()
+    private let server: OneClientServer
+    var port: Int { server.port }
     var accepted: Int { count.value.load(ordering: .relaxed) }
-    private var thread: TestThread?
 
     init(total: Int) throws {
-        let (fd, port) = try boundLoopbackSocket(type: SOCK_STREAM)
-        guard listen(fd, 4) == 0 else {
-            Glibc.close(fd)
-            throw TestClientError.socket(errno)
-        }
-        self.fd = fd
-        self.port = port
-        thread = TestThread { [count] in
-            let c = accept(fd, nil, nil)
-            guard c >= 0 else { return }
+        server = try OneClientServer { [count] c in
             var small: Int32 = 256 << 10
             setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
             var chunk = [UInt8](repeating: 0, count: 64 << 10)
@@ -633,19 +638,14 @@ final class FloodServer: @unchecked Sendable {
                 var sent = 0
                 while sent < n {
                     let r = chunk[sent..<n].withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    if r <= 0 { Glibc.close(c); return }
+                    if r <= 0 { return }
                     sent += r
                     count.value.wrappingAdd(r, ordering: .relaxed)
                 }
                 off += n
             }
-            Glibc.close(c)
         }
     }
 
-    func stop() {
-        Glibc.shutdown(fd, Int32(SHUT_RDWR))
-        thread?.join()
-        Glibc.close(fd)
-    }
+    func stop() { server.stop() }
 }

@@ -208,8 +208,10 @@ EOF
       >> "$dir/results.jsonl"
     "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" relay "" http://127.0.0.1:9999 "$downloads" "$requests" \
       >> "$dir/results.jsonl"
-    ((sockmap)) && "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" sockmap "" http://127.0.0.1:9998 "$downloads" "$requests" \
-      >> "$dir/results.jsonl"
+    if ((sockmap)); then
+      "${inns[@]}" /usr/bin/python3 "$dir/client/client.py" sockmap "" http://127.0.0.1:9998 "$downloads" "$requests" \
+        >> "$dir/results.jsonl"
+    fi
   done
 
   local allowed
