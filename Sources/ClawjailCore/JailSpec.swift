@@ -54,6 +54,8 @@ public struct JailSpec: Sendable, Hashable {
     public var seccompOnViolation: String? = nil
     public var network: Network
     public var protect: [String]
+    /// Paths relative to /etc that the jail does not see (EtcPolicy), sorted.
+    public var etcHidden: [String] = EtcPolicy.hiddenPaths(show: [], hide: [])
 
     public struct EnvironmentVariable: Sendable, Hashable, Comparable {
         public var name: String
@@ -120,6 +122,7 @@ extension JailSpec {
                         hostname: c.hostname ?? name, user: user, rootfs: c.rootfs, mounts: mounts, limits: limits,
                         seccompProfile: c.seccompProfile ?? Defaults.agentProfile, network: network, protect: c.protect)
         spec.seccompOnViolation = c.seccompOnViolation
+        spec.etcHidden = EtcPolicy.hiddenPaths(show: c.etcShow, hide: c.etcHide)
         return spec
     }
 
@@ -237,6 +240,11 @@ extension JailSpec {
             }
         }
         var seen: Set<String> = []
+        let etc = toolConfig ?? agentConfig
+        let etcHidden = EtcPolicy.hiddenPaths(show: etc?.etcShow ?? [], hide: etc?.etcHide ?? [])
+        for m in mounts {
+            if let (message, hint) = EtcPolicy.mountProblem(m.target, hidden: etcHidden) { bad(message, hint: hint) }
+        }
         for m in mounts where !seen.insert(m.target).inserted {
             bad("two mounts want the same path \(m.target)")
         }
@@ -306,6 +314,7 @@ extension JailSpec {
                         limits: limits, seccompProfile: profile,
                         network: Network(mode: mode, allow: allow, resolvers: resolvers, ingress: []), protect: protect)
         spec.seccompOnViolation = toolConfig?.seccompOnViolation
+        spec.etcHidden = etcHidden
         return spec
     }
 }

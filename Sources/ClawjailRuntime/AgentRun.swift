@@ -116,6 +116,7 @@ public enum AgentRun {
             Log.warning("could not record the end of the run: \(error)")
         }
         Log.info("agent \(name) \(summary)")
+        for hint in result.hints(for: spec) { Log.info("hint: " + hint) }
         return result.exitStatus
     }
 
