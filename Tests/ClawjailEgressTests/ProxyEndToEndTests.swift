@@ -543,6 +543,25 @@ struct ProxyEndToEndTests {
         }
     }
 
+    @Test("transparent TLS: a hello followed by part of a change_cipher_spec record passes", arguments: [1, 3, 4])
+    func transparentTLSTrailingRecord(cut: Int) async throws {
+        try await withProxy(allow: { _, e in ["tls.test:\(e)"] }, transparent: true,
+                            configure: { c, _, e in c.transparentTLSPort = UInt16(e) }) { h, _, echo in
+            let tlsPort = try #require(h.endpoints.transparentTLS?.port)
+            let hello = makeClientHello(sni: "tls.test")
+            let ccs: [UInt8] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01]
+            let c = try TestClient(port: tlsPort)
+            // One write, so the proxy's first read holds the hello and the cut record.
+            c.send(hello + ccs.prefix(cut))
+            usleep(30_000)
+            c.send(Array(ccs.dropFirst(cut)))
+            let stream = hello + ccs
+            let reply = c.read(until: { $0.count >= 5 + stream.count })
+            #expect(reply == Array("ECHO:".utf8) + stream)
+            #expect(h.denials().isEmpty)
+        }
+    }
+
     @Test("transparent TLS refusals: unlisted SNI, no SNI, not TLS", arguments: [
         ("evil.test", "not-allowlisted"),
         ("", "ip-literal"),
