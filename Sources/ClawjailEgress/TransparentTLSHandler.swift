@@ -146,8 +146,7 @@ final class TransparentTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard let context else { return }
         // A fatal access_denied alert makes TLS clients fail at once with a
         // recognisable error instead of a bare reset.
-        let alert: [UInt8] = [21, 3, 3, 0, 2, 2, 49]
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: alert)))
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: TLSAlert.accessDenied)))
             .assumeIsolated().whenComplete { [weak self] _ in self?.context?.close(promise: nil) }
     }
 
