@@ -43,6 +43,10 @@ public struct AgentConfig: Sendable {
         /// Upstream DNS servers the egress proxy uses ("IP" or "IP:PORT"); empty means
         /// the host's /etc/resolv.conf.
         public var resolvers: [String] = []
+        /// `allow_non_tls_443`: CONNECT tunnels to port 443 may start with
+        /// something other than a TLS ClientHello (one that does start as TLS
+        /// is still checked against the CONNECT host).
+        public var allowNonTLS443 = false
         public init() {}
     }
 
@@ -536,6 +540,13 @@ struct ConfigDecoder {
                 } else {
                     n.resolvers.append(s)
                 }
+            }
+        }
+        if let (b, loc) = r.bool("allow_non_tls_443") {
+            n.allowNonTLS443 = b
+            if n.mode == .none && b {
+                diagnostics.warn(loc, "network.allow_non_tls_443 is ignored while mode = \"none\"",
+                                 hint: "set mode = \"egress\" to use it")
             }
         }
         r.finish()

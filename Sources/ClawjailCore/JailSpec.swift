@@ -34,6 +34,8 @@ public struct JailSpec: Sendable, Hashable {
         public var allow: [AllowRule]
         public var resolvers: [String]
         public var ingress: [AgentConfig.Ingress]
+        /// `[network] allow_non_tls_443`.
+        public var allowNonTLS443 = false
     }
 
     public var kind: Kind
@@ -112,7 +114,8 @@ extension JailSpec {
             mounts += protectMounts(c.protect, workspace: w.path)
         }
         let limits = merge(c.limits, over: Defaults.agentLimits)
-        let network = Network(mode: c.network.mode, allow: c.network.allow, resolvers: c.network.resolvers, ingress: c.ingress)
+        let network = Network(mode: c.network.mode, allow: c.network.allow, resolvers: c.network.resolvers, ingress: c.ingress,
+                              allowNonTLS443: c.network.allowNonTLS443)
         let cwd = c.cwd ?? c.workspace?.path ?? "/"
         let user = c.user ?? Defaults.toolUser
         let home = c.workspace?.path ?? "/tmp"
@@ -273,10 +276,12 @@ extension JailSpec {
         var mode = agentTools?.network ?? .none
         var allow = agentTools?.allow ?? agentConfig?.network.allow ?? []
         var resolvers = agentConfig?.network.resolvers ?? []
+        var allowNonTLS443 = agentConfig?.network.allowNonTLS443 ?? false
         if let tc = toolConfig {
             mode = tc.network.mode
             allow = tc.network.allow
             resolvers = tc.network.resolvers
+            allowNonTLS443 = tc.network.allowNonTLS443
         }
         if let m = o.network { mode = m }
         if !o.allow.isEmpty { allow = o.allow }
@@ -312,7 +317,8 @@ extension JailSpec {
                         environment: environment, hostname: toolConfig?.hostname ?? agentConfig?.hostname ?? "tool",
                         user: user, rootfs: toolConfig?.rootfs ?? agentConfig?.rootfs ?? .host, mounts: mounts,
                         limits: limits, seccompProfile: profile,
-                        network: Network(mode: mode, allow: allow, resolvers: resolvers, ingress: []), protect: protect)
+                        network: Network(mode: mode, allow: allow, resolvers: resolvers, ingress: [],
+                                         allowNonTLS443: allowNonTLS443), protect: protect)
         spec.seccompOnViolation = toolConfig?.seccompOnViolation
         spec.etcHidden = etcHidden
         return spec

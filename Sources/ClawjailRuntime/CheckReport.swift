@@ -96,6 +96,9 @@ public enum CheckReport {
         case .egress:
             line("network", "egress through the clawjail proxy to: " + spec.network.allow.map(\.description).joined(separator: ", "))
             if !spec.network.resolvers.isEmpty { line("resolvers", spec.network.resolvers.joined(separator: ", ")) }
+            if spec.network.allowNonTLS443 {
+                line("non-TLS 443", "CONNECT tunnels to port 443 may carry protocols other than TLS (allow_non_tls_443)")
+            }
         }
         for i in spec.network.ingress {
             line("ingress", "\(i.socket) (mode \(String(i.socketMode, radix: 8))) -> port \(i.port) in the jail")

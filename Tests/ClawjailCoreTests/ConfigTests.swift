@@ -1048,6 +1048,23 @@ struct ConfigNetworkTests {
                   "resolver 'dns.example.com' must be an IP address, optionally with :PORT")
         expectOne(agent("[network]\nresolvers = [\"192.0.2.53:0\"]\n"), at: "4:14", "must be an IP address")
     }
+
+    @Test("allow_non_tls_443 is a boolean, false by default, and warns while mode = none")
+    func allowNonTLS443() throws {
+        #expect(try parse(agent("[network]\nmode = \"egress\"\nallow = [\"a.example.com\"]\n")).network.allowNonTLS443 == false)
+        let on = try parse(agent("[network]\nmode = \"egress\"\nallow = [\"a.example.com\"]\nallow_non_tls_443 = true\n"))
+        #expect(on.network.allowNonTLS443 == true)
+        #expect(on.warnings.isEmpty)
+        let off = try parse(agent("[network]\nmode = \"egress\"\nallow = [\"a.example.com\"]\nallow_non_tls_443 = false\n"))
+        #expect(off.network.allowNonTLS443 == false)
+        expectOne(agent("[network]\nallow_non_tls_443 = \"allow\"\n"), at: "4:21",
+                  "'allow_non_tls_443' in [network] must be true or false, not string")
+        expectOne(agent("[network]\nallow_non_tls_433 = true\n"), at: "4:1", "unknown key 'allow_non_tls_433' in [network]",
+                  hint: "did you mean 'allow_non_tls_443'?")
+        let idle = try parse(agent("[network]\nallow_non_tls_443 = true\n"))
+        #expect(idle.warnings.map(\.message) == ["network.allow_non_tls_443 is ignored while mode = \"none\""])
+        #expect(idle.warnings.first?.location == loc(4, 21))
+    }
 }
 
 // MARK: - env, env_pass
