@@ -197,6 +197,7 @@ tmpfs_bomb() { # WHAT CMD...
     what=$1
     shift
     before=$(keyed /proc/meminfo MemAvailable:)
+    shmem_before=$(keyed /proc/meminfo Shmem:)
     cj --memory 32M -- "$@"
     case "$rc" in
         137) has "$T/err" "OOM-killed (memory limit 32M)" "$what: result line" || return 1
@@ -209,14 +210,23 @@ tmpfs_bomb() { # WHAT CMD...
     esac
     # 32 MB may have been charged; the guest must have it back. The kernel frees the
     # jail's tmpfs and its memcg asynchronously once the last process is gone (the
-    # superblock and the offlined cgroup go from work queues), so give it up to 3 s.
-    after=$(keyed /proc/meminfo MemAvailable:)
-    limit=$(( $(now_ms) + 3000 ))
-    while [ "$after" -lt $((before - 16384)) ] && [ "$(now_ms)" -lt "$limit" ]; do
-        usleep 100000
+    # superblock and the offlined cgroup go from work queues, slowly under TCG), so
+    # give it up to 10 s. Shmem counts tmpfs pages exactly; MemAvailable also moves
+    # with the page cache, so both are reported.
+    start=$(now_ms)
+    limit=$((start + 10000))
+    while :; do
         after=$(keyed /proc/meminfo MemAvailable:)
+        shmem=$(keyed /proc/meminfo Shmem:)
+        [ "$shmem" -le $((shmem_before + 4096)) ] && [ "$after" -ge $((before - 16384)) ] && break
+        [ "$(now_ms)" -ge "$limit" ] && break
+        usleep 100000
     done
-    want_ge "$after" $((before - 16384)) "$what: guest MemAvailable (kB) after the run (before: $before)" || return 1
+    waited=$(( $(now_ms) - start ))
+    left="(Shmem before $shmem_before kB, after $shmem kB; MemAvailable before $before kB, after $after kB; waited $waited ms; $(grep -c . /proc/self/mountinfo) mounts)"
+    want_le "$shmem" $((shmem_before + 4096)) "$what: guest Shmem (kB) after the run $left" || return 1
+    want_ge "$after" $((before - 16384)) "$what: guest MemAvailable (kB) after the run $left" || return 1
+    note="$note; memory back after $waited ms"
 }
 
 t_oom_tmpfs_dev_shm() { tmpfs_bomb /dev/shm "$PROBE" shmhog 200; }
