@@ -1222,3 +1222,26 @@ struct ConfigReportingTests {
         #expect(noWorkspace.warnings.first?.message.contains("cwd /srv/data is not inside the workspace or a mount") == true)
     }
 }
+
+@Suite("agent.toml: encoding")
+struct ConfigEncodingTests {
+    @Test("a file that is not UTF-8 is refused at the bad byte, before any validation")
+    func notUTF8() {
+        // "café" written by a Latin-1 editor, in a comment on line 3.
+        let text = Array(agent("# caf").utf8) + [0xE9] + Array("\nuser = 0\n".utf8)
+        do {
+            _ = try AgentConfig.parse(utf8: text, file: configFile, kind: .agent)
+            Issue.record("accepted a file that is not UTF-8")
+        } catch {
+            #expect(error.issues.count == 1, "\(error)")
+            #expect(error.description.hasPrefix("\(configFile):3:6: invalid UTF-8: the sequence 0xE9 is cut short"), "\(error)")
+            #expect(error.description.contains("save the file as UTF-8"))
+        }
+    }
+
+    @Test("the same file in UTF-8 is read as text")
+    func utf8() throws {
+        let c = try AgentConfig.parse(utf8: Array(agent("# café\nhostname = \"alice\"\n").utf8), file: configFile, kind: .agent)
+        #expect(c.hostname == "alice")
+    }
+}
