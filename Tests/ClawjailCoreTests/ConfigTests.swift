@@ -959,6 +959,22 @@ struct ConfigNetworkTests {
         expectOne(egress(entry), at: "5:29", message)
     }
 
+    @Test("a wildcard that can match no name is refused at its position; the longest that can is accepted")
+    func wildcardLengths() throws {
+        // A domain of `length` characters: labels of 62 and a last one of the rest.
+        func domain(_ length: Int) -> String {
+            let whole = (length - 1) / 63
+            return String(repeating: String(repeating: "a", count: 62) + ".", count: whole)
+                + String(repeating: "b", count: length - 63 * whole)
+        }
+        for length in [252, 253] {
+            expectOne(egress("*." + domain(length)), at: "5:29",
+                      "can match no host name: every name under this \(length)-character domain is longer than 253 characters")
+        }
+        let c = try parse(egress("*." + domain(251)))
+        #expect(c.network.allow.last?.description == "*." + domain(251))
+    }
+
     @Test("[tools] allow follows the same rules")
     func toolsAllow() throws {
         let c = try parse(agent("[tools]\nnetwork = \"egress\"\nallow = [\"PyPI.org.\", \"*.pythonhosted.org\"]\n"))
