@@ -46,6 +46,11 @@ public enum DenyRule: String, Error, Sendable, Hashable, CaseIterable, CustomStr
     case dnsFailure = "dns-failure"
     case connectFailed = "connect-failed"
     case tooManyConnections = "too-many-connections"
+    /// A CONNECT tunnel to a TLS port whose ClientHello names another server
+    /// (domain fronting), or no server at all.
+    case sniMismatch = "sni-mismatch"
+    /// A CONNECT tunnel to a TLS port that does not start with TLS.
+    case notTLS = "not-tls"
 
     public var description: String { rawValue }
 }

@@ -14,6 +14,9 @@ struct ProxyShared: Sendable {
     let transparentTLSPort: UInt16
     /// Where established tunnels go; nil keeps them in NIO.
     let tunnels: KernelTunnels?
+    /// See `EgressConfig.connectTLSPorts` and `allowNonTLSConnect`.
+    var connectTLSPorts: Set<UInt16> = [443]
+    var allowNonTLSConnect = false
 
     /// The original destination, if it is one of the responder's synthetic
     /// addresses. Any other destination address is not trusted and not logged.
@@ -426,8 +429,12 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         host: target.host, port: target.port, upstreamIP: dial.address.description,
                         bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: start)))
                 }
+                // A tunnel to a TLS port is spliced only once its ClientHello
+                // names the CONNECT host (ConnectFirstFlight.swift).
+                let inspect = shared.connectTLSPorts.contains(target.port) ? target : nil
                 do {
-                    try enterTunnel(upstream: dial.channel, record: record, upstreamHTTPHandlers: false)
+                    try enterTunnel(upstream: dial.channel, record: record, upstreamHTTPHandlers: false,
+                                    inspectingFirstFlightFor: inspect)
                 } catch {
                     record.close()
                     dial.channel.close(promise: nil)
@@ -438,8 +445,13 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Replaces HTTP handling on both channels by a splice. Bytes the HTTP
-    /// decoders already buffered are forwarded into the tunnel.
-    private func enterTunnel(upstream channel: any Channel, record: TunnelRecord, upstreamHTTPHandlers: Bool) throws {
+    /// decoders already buffered are forwarded into the tunnel. With
+    /// `inspectingFirstFlightFor`, the client's first flight is checked
+    /// against that CONNECT target before the tunnel starts.
+    private func enterTunnel(
+        upstream channel: any Channel, record: TunnelRecord, upstreamHTTPHandlers: Bool,
+        inspectingFirstFlightFor inspected: NamedTarget? = nil
+    ) throws {
         guard let context else { return }
         let up = channel.pipeline.syncOperations
         let client = context.pipeline.syncOperations
@@ -453,6 +465,17 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             upSplice.record = record
         }
         let clientSplice = SpliceHandler(direction: .up, record: record)
+        let tunnels = shared.tunnels
+        let clientChannel = context.channel
+        let startTunnel = {
+            KernelTunnels.start(client: clientChannel, clientSplice, upstream: channel, upSplice,
+                                record: record, via: tunnels)
+        }
+        // In front of the splice handler, so the client's bytes reach it first.
+        let inspector = inspected.map {
+            ConnectFirstFlightHandler(shared: shared, target: $0, upstream: channel, startTunnel: startTunnel)
+        }
+        if let inspector { try client.addHandler(inspector) }
         try client.addHandler(clientSplice)
         state = .tunnel
         self.upstream = nil
@@ -461,16 +484,14 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let e = try? up.handler(type: HTTPRequestEncoder.self) { up.removeHandler(e, promise: nil) }
             if let d = try? up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { up.removeHandler(d, promise: nil) }
         }
-        let clientChannel = context.channel
-        let tunnels = shared.tunnels
         client.removeHandler(context: context, promise: nil)
         client.removeHandler(decoder, promise: nil)
         // Removing a decoder forwards its leftover bytes (to the unlinked
-        // splice handlers, which keep them) only once its own decode call
-        // unwinds, so the tunnel starts on the next tick.
+        // splice handlers, which keep them, or to the inspector) only once its
+        // own decode call unwinds, so the tunnel starts, or the first flight is
+        // looked at, on the next tick.
         clientChannel.eventLoop.assumeIsolated().execute {
-            KernelTunnels.start(client: clientChannel, clientSplice, upstream: channel, upSplice,
-                                record: record, via: tunnels)
+            if let inspector { inspector.begin() } else { startTunnel() }
         }
     }
 

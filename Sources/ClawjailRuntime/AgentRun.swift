@@ -116,6 +116,7 @@ public enum AgentRun {
             Log.warning("could not record the end of the run: \(error)")
         }
         Log.info("agent \(name) \(summary)")
+        for hint in result.hints(for: spec) { Log.info("hint: " + hint) }
         return result.exitStatus
     }
 
@@ -221,6 +222,7 @@ struct Manifest {
             "network": .object(["mode": .string(spec.network.mode.rawValue),
                                 "allow": .array(spec.network.allow.map { .string($0.description) }),
                                 "resolvers": .array(spec.network.resolvers.map { .string($0) }),
+                                "allow_non_tls_443": .bool(spec.network.allowNonTLS443),
                                 "ingress": .array(spec.network.ingress.map { .object(["port": .int(Int64($0.port)), "socket": .string($0.socket)]) })]),
             // Names only: values may be secrets.
             "environment": .array(spec.environment.map { .string($0.name) }),

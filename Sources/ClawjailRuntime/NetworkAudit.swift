@@ -15,6 +15,7 @@ enum NetworkAudit {
         if let ip = d.upstreamIP { payload["upstream_ip"] = .string(ip) }
         if let ip = d.dstIP { payload["dst_ip"] = .string(ip) }
         if d.suppressed > 0 { payload["suppressed"] = .int(Int64(d.suppressed)) }
+        if let reason = d.reason { payload["reason"] = .string(reason) }
         return AuditEventInput(agent: agent, kind: "egress.\(d.verdict.rawValue)", runID: runID, payload: payload)
     }
 
@@ -32,7 +33,10 @@ enum NetworkAudit {
         let name = spec.name
         let queue = store.flatMap { AuditQueue(store: $0) }
         return NetworkHook(spec: spec, onEgress: { d in
-            if d.verdict == .deny { Log.info("\(name): egress denied (\(d.rule)): \(d.host):\(d.port) [\(d.mode.rawValue)]") }
+            if d.verdict == .deny {
+                Log.info("\(name): egress denied (\(d.rule)): \(d.host):\(d.port) [\(d.mode.rawValue)]"
+                         + (d.reason.map { ": " + $0 } ?? ""))
+            }
             queue?.enqueue(event(d, agent: agent, runID: runID))
         }, onIngress: { e in
             if e.verdict != "allow" { Log.info("\(name): \(e)") }

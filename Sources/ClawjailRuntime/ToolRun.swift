@@ -166,20 +166,22 @@ extension ToolRun {
                 Log.warning("could not record the end of the run: \(error)")
             }
         }
+        let hints = result.hints(for: spec)
         if !r.quiet {
             Log.info("\(spec.name) \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)")
+            for hint in hints { Log.info("hint: " + hint) }
         }
         writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: result, failure: nil,
-                    limits: spec.limits)
+                    limits: spec.limits, hints: hints)
         return result.exitStatus
     }
 
     /// --json-status FD: one JSON object, one line, for runtimes that should not parse
     /// stderr. Fields: run_id, agent, end (exited|signaled|oom|timeout|setup-failed|
     /// exec-failed), exit_status, exit_code or signal, message, duration_ms,
-    /// memory_peak_bytes, cpu_usec.
+    /// memory_peak_bytes, cpu_usec, oom_kills, pids_limit_hits, hints (what to do, as on stderr).
     static func writeStatus(_ fd: Int32?, runID: String, agent: String?, result: RunResult?, failure: ClawjailError?,
-                            limits: JailSpec.Limits? = nil) {
+                            limits: JailSpec.Limits? = nil, hints: [String] = []) {
         guard let fd else { return }
         var o: [String: JSONValue] = ["run_id": .string(runID), "agent": agent.map { .string($0) } ?? .null]
         if let result {
@@ -195,6 +197,8 @@ extension ToolRun {
             o["memory_peak_bytes"] = result.stats.memoryPeak.map { .int(Int64(clamping: $0)) } ?? .null
             o["cpu_usec"] = result.stats.cpuUsageMicros.map { .int(Int64(clamping: $0)) } ?? .null
             o["oom_kills"] = .int(Int64(clamping: result.events.oomKills))
+            o["pids_limit_hits"] = .int(Int64(clamping: result.events.pidsLimitHits))
+            o["hints"] = .array(hints.map { .string($0) })
         } else if let failure {
             o["end"] = .string("setup-failed")
             o["exit_status"] = .int(125)
