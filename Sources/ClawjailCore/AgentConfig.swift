@@ -139,13 +139,31 @@ extension AgentConfig {
     /// (used in messages, and its directory anchors relative host paths).
     public static func parse(_ text: String, file: String, kind: Kind,
                              stateDirectory: String = "/var/lib/clawjail") throws(ConfigError) -> AgentConfig {
-        let diagnostics = Diagnostics(file: file)
         let root: TOMLTable
         do {
             root = try TOML.parse(text)
         } catch {
             throw ConfigError([ConfigIssue(file: file, location: error.location, message: error.message)])
         }
+        return try decode(root, file: file, kind: kind, stateDirectory: stateDirectory)
+    }
+
+    /// Parses and validates a config file's bytes as read from disk: bytes that are not
+    /// UTF-8 are an error at their line and column, as TOML 1.0 requires.
+    public static func parse(utf8 bytes: [UInt8], file: String, kind: Kind,
+                             stateDirectory: String = "/var/lib/clawjail") throws(ConfigError) -> AgentConfig {
+        let root: TOMLTable
+        do {
+            root = try TOML.parse(utf8: bytes)
+        } catch {
+            throw ConfigError([ConfigIssue(file: file, location: error.location, message: error.message)])
+        }
+        return try decode(root, file: file, kind: kind, stateDirectory: stateDirectory)
+    }
+
+    private static func decode(_ root: TOMLTable, file: String, kind: Kind,
+                               stateDirectory: String) throws(ConfigError) -> AgentConfig {
+        let diagnostics = Diagnostics(file: file)
         var config = AgentConfig(file: file, kind: kind)
         let directory = Paths.dirname(file.hasPrefix("/") ? file : "/" + file)
         var decoder = ConfigDecoder(diagnostics: diagnostics, configDirectory: directory, stateDirectory: stateDirectory)

@@ -7,12 +7,12 @@ public enum CheckReport {
         // Relative host paths in the file are relative to the file's directory, so the
         // file's own path must be absolute first.
         let path = Paths.normalizeAbsolute(AgentRun.absolutePath(given)) ?? given
-        let text: String
-        do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(path, limit: 1 << 20) } catch {
             throw ClawjailError(.notFound, "cannot read \(path)", hint: error == .ENOENT ? "check the path" : nil, cause: error)
         }
         do {
-            return try AgentConfig.parse(text, file: path, kind: .agent, stateDirectory: layout.stateDirectory)
+            return try AgentConfig.parse(utf8: bytes, file: path, kind: .agent, stateDirectory: layout.stateDirectory)
         } catch {
             throw ClawjailError(.config, "invalid configuration:\n" + error.description)
         }

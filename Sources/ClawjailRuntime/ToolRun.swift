@@ -47,12 +47,12 @@ public enum ToolRun {
     /// Loads and validates a tool.toml.
     public static func loadToolConfig(_ given: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
         let path = Paths.normalizeAbsolute(AgentRun.absolutePath(given)) ?? given
-        let text: String
-        do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(path, limit: 1 << 20) } catch {
             throw ClawjailError(.notFound, "cannot read \(path)", cause: error)
         }
         do {
-            let c = try AgentConfig.parse(text, file: path, kind: .tool, stateDirectory: layout.stateDirectory)
+            let c = try AgentConfig.parse(utf8: bytes, file: path, kind: .tool, stateDirectory: layout.stateDirectory)
             for w in c.warnings { Log.warning(w.description) }
             return c
         } catch {

@@ -3,7 +3,9 @@ import ClawjailCore
 /// Reads profile files, follows `extends`, expands groups and checks every name.
 /// All problems of one file are reported together, each with file:line:col.
 final class ProfileLoader {
-    typealias ReadFile = (String) throws -> String?
+    /// A file's bytes, nil when it does not exist. Bytes, not text, so that a profile
+    /// that is not UTF-8 is refused at the offending byte instead of read with U+FFFD.
+    typealias ReadFile = (String) throws -> [UInt8]?
 
     let searchPaths: [String]
     let readFile: ReadFile
@@ -77,12 +79,12 @@ final class ProfileLoader {
     // MARK: one file
 
     private func resolve(path: String, chain: [String]) throws -> Resolved {
-        guard let text = try readFile(path) else {
+        guard let bytes = try readFile(path) else {
             throw ClawjailError(.notFound, "seccomp profile \(path) does not exist")
         }
         let table: TOMLTable
         do {
-            table = try TOML.parse(text)
+            table = try TOML.parse(utf8: bytes)
         } catch {
             throw ConfigError([ConfigIssue(file: path, location: error.location, message: error.message)])
         }
@@ -438,11 +440,11 @@ final class ProfileLoader {
                 library = cached
                 break
             }
-            guard let text = try readFile(candidate) else { continue }
+            guard let bytes = try readFile(candidate) else { continue }
             var issues: [ConfigIssue] = []
             let table: TOMLTable
             do {
-                table = try TOML.parse(text)
+                table = try TOML.parse(utf8: bytes)
             } catch {
                 throw ConfigError([ConfigIssue(file: candidate, location: error.location, message: error.message)])
             }

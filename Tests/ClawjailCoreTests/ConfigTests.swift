@@ -1006,6 +1006,22 @@ struct ConfigNetworkTests {
         expectOne(egress(entry), at: "5:29", message)
     }
 
+    @Test("a wildcard that can match no name is refused at its position; the longest that can is accepted")
+    func wildcardLengths() throws {
+        // A domain of `length` characters: labels of 62 and a last one of the rest.
+        func domain(_ length: Int) -> String {
+            let whole = (length - 1) / 63
+            return String(repeating: String(repeating: "a", count: 62) + ".", count: whole)
+                + String(repeating: "b", count: length - 63 * whole)
+        }
+        for length in [252, 253] {
+            expectOne(egress("*." + domain(length)), at: "5:29",
+                      "can match no host name: every name under this \(length)-character domain is longer than 253 characters")
+        }
+        let c = try parse(egress("*." + domain(251)))
+        #expect(c.network.allow.last?.description == "*." + domain(251))
+    }
+
     @Test("[tools] allow follows the same rules")
     func toolsAllow() throws {
         let c = try parse(agent("[tools]\nnetwork = \"egress\"\nallow = [\"PyPI.org.\", \"*.pythonhosted.org\"]\n"))
@@ -1284,5 +1300,28 @@ struct ConfigReportingTests {
         #expect(c.warnings.map(\.message) == ["rw mount /srv/clawjail/alice/ws/shared overlaps the workspace /srv/clawjail/alice/ws"])
         let noWorkspace = try parse(agent("cwd = \"/srv/data\"\n"))
         #expect(noWorkspace.warnings.first?.message.contains("cwd /srv/data is not inside the workspace or a mount") == true)
+    }
+}
+
+@Suite("agent.toml: encoding")
+struct ConfigEncodingTests {
+    @Test("a file that is not UTF-8 is refused at the bad byte, before any validation")
+    func notUTF8() {
+        // "café" written by a Latin-1 editor, in a comment on line 3.
+        let text = Array(agent("# caf").utf8) + [0xE9] + Array("\nuser = 0\n".utf8)
+        do {
+            _ = try AgentConfig.parse(utf8: text, file: configFile, kind: .agent)
+            Issue.record("accepted a file that is not UTF-8")
+        } catch {
+            #expect(error.issues.count == 1, "\(error)")
+            #expect(error.description.hasPrefix("\(configFile):3:6: invalid UTF-8: the sequence 0xE9 is cut short"), "\(error)")
+            #expect(error.description.contains("save the file as UTF-8"))
+        }
+    }
+
+    @Test("the same file in UTF-8 is read as text")
+    func utf8() throws {
+        let c = try AgentConfig.parse(utf8: Array(agent("# café\nhostname = \"alice\"\n").utf8), file: configFile, kind: .agent)
+        #expect(c.hostname == "alice")
     }
 }
