@@ -80,6 +80,9 @@ struct Exec: ParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM/SIGINT, how long the command gets to exit before SIGKILL (default 10s).", valueName: "DURATION"))
     var grace: String?
 
+    @Option(name: .customLong("record-retry"), help: ArgumentHelp("When the state directory cannot be written (full disk), how long to keep retrying the run's record after the command ends (default 5s); its outcome is kept meanwhile and recorded later.", valueName: "DURATION"))
+    var recordRetry: String?
+
     @Flag(help: "Do not print the one-line result on stderr.")
     var quiet = false
 
@@ -95,7 +98,8 @@ struct Exec: ParsableCommand {
         ExecArguments(stateDirectory: global.stateDirectory, verbose: global.verbose, agent: agent, jsonStatus: jsonStatus,
                       config: config, workspace: workspace, readOnly: readOnly, readWrite: readWrite, env: env, cwd: cwd,
                       timeout: timeout, memory: memory, pids: pids, cpu: cpu, network: network, allow: allow,
-                      resolver: resolver, profile: profile, user: user, grace: grace, quiet: quiet, command: command)
+                      resolver: resolver, profile: profile, user: user, grace: grace, recordRetry: recordRetry, quiet: quiet,
+                      command: command)
     }
 
     func run() throws {
@@ -128,6 +132,7 @@ struct ExecArguments {
     var profile: String?
     var user: String?
     var grace: String?
+    var recordRetry: String?
     var quiet = false
     var command: [String] = []
 
@@ -186,6 +191,9 @@ struct ExecArguments {
         request.statusFD = jsonStatus
         request.quiet = quiet
         if let g = grace { request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) } }
+        if let r = recordRetry {
+            request.recordRetryMs = try parseOption("--record-retry", r) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) }
+        }
         return try ToolRun.run(request)
     }
 }

@@ -26,6 +26,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM/SIGINT, how long the agent gets to exit before SIGKILL (default 10s).", valueName: "DURATION"))
     var grace: String?
 
+    @Option(name: .customLong("record-retry"), help: ArgumentHelp("When the state directory cannot be written (full disk), how long to keep retrying the run's end record after the agent exits (default 30s, inside systemd's 90s stop timeout); its outcome is kept meanwhile and recorded later. The exit status stays the agent's.", valueName: "DURATION"))
+    var recordRetry: String?
+
     @Argument(help: ArgumentHelp("The agent's config file.", valueName: "agent.toml"))
     var file: String
 
@@ -34,6 +37,9 @@ struct Run: ParsableCommand {
             var request = AgentRunRequest(configPath: file, layout: global.layout)
             if let g = grace {
                 request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) }
+            }
+            if let v = recordRetry {
+                request.recordRetryMs = try parseOption("--record-retry", v) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) }
             }
             return try AgentRun.run(request)
         }
