@@ -58,7 +58,7 @@ let package = Package(
                                                                .product(name: "NIOPosix", package: "swift-nio"),
                                                                .product(name: "NIOHTTP1", package: "swift-nio")]),
         .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup", "ClawjailSeccomp",
-                                                                "ClawjailNetwork", "ClawjailSystem"]),
+                                                                "ClawjailNetwork", "ClawjailSystem", "ClawjailEgress", "ClawjailStore"]),
         .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup",
                                                                     "ClawjailStore", "ClawjailSystem"]),
     ]

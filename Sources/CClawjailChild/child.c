@@ -37,6 +37,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -214,8 +215,16 @@ static int run_op(const struct cj_op *op) {
         return raw_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, 0);
     }
 
-    case CJ_OP_BIND_SELF:
-        return mount(op->path, op->path, NULL, MS_BIND, NULL);
+    case CJ_OP_WHITEOUT:
+        /* Whiteouts need no CAP_MKNOD (Linux 5.8), so the jail's root may make them. */
+        if (mkdir_p(op->path, 0755, 1) < 0) return -1;
+        return mknod(op->path, S_IFCHR, makedev(0, 0));
+
+    case CJ_OP_OVERLAY:
+        /* With no upperdir the overlay is read-only; its top layer may be the directory
+         * it is mounted on, which it then hides. */
+        if (mkdir_p(op->path, 0755, 0) < 0) return -1;
+        return mount("overlay", op->path, "overlay", (unsigned long)op->mflags, op->arg);
 
     case CJ_OP_TMPFS:
         if (mkdir_p(op->path, 0755, 0) < 0) return -1;
@@ -245,9 +254,6 @@ static int run_op(const struct cj_op *op) {
             return (optional && errno == ENOENT) ? 0 : -1;
         if (mount(op->path, op->path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
         return raw_mount_setattr(AT_FDCWD, op->path, AT_RECURSIVE, MOUNT_ATTR_RDONLY | op->mattr, 0, 0);
-
-    case CJ_OP_SETATTR:
-        return raw_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, 0);
 
     case CJ_OP_WRITE_EXISTING: {
         int fd = open(op->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);

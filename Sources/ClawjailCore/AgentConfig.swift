@@ -43,6 +43,10 @@ public struct AgentConfig: Sendable {
         /// Upstream DNS servers the egress proxy uses ("IP" or "IP:PORT"); empty means
         /// the host's /etc/resolv.conf.
         public var resolvers: [String] = []
+        /// `allow_non_tls_443`: CONNECT tunnels to port 443 may start with
+        /// something other than a TLS ClientHello (one that does start as TLS
+        /// is still checked against the CONNECT host).
+        public var allowNonTLS443 = false
         public init() {}
     }
 
@@ -73,6 +77,9 @@ public struct AgentConfig: Sendable {
     public var user: UInt32?
     public var allowRootInside = false
     public var rootfs: Rootfs = .host
+    /// `[rootfs] etc_show` / `etc_hide`: paths relative to /etc, normalised (EtcPolicy).
+    public var etcShow: [String] = []
+    public var etcHide: [String] = []
     public var workspace: Bind?
     public var mounts: [Bind] = []
     public var credentials: Bind?
@@ -132,13 +139,31 @@ extension AgentConfig {
     /// (used in messages, and its directory anchors relative host paths).
     public static func parse(_ text: String, file: String, kind: Kind,
                              stateDirectory: String = "/var/lib/clawjail") throws(ConfigError) -> AgentConfig {
-        let diagnostics = Diagnostics(file: file)
         let root: TOMLTable
         do {
             root = try TOML.parse(text)
         } catch {
             throw ConfigError([ConfigIssue(file: file, location: error.location, message: error.message)])
         }
+        return try decode(root, file: file, kind: kind, stateDirectory: stateDirectory)
+    }
+
+    /// Parses and validates a config file's bytes as read from disk: bytes that are not
+    /// UTF-8 are an error at their line and column, as TOML 1.0 requires.
+    public static func parse(utf8 bytes: [UInt8], file: String, kind: Kind,
+                             stateDirectory: String = "/var/lib/clawjail") throws(ConfigError) -> AgentConfig {
+        let root: TOMLTable
+        do {
+            root = try TOML.parse(utf8: bytes)
+        } catch {
+            throw ConfigError([ConfigIssue(file: file, location: error.location, message: error.message)])
+        }
+        return try decode(root, file: file, kind: kind, stateDirectory: stateDirectory)
+    }
+
+    private static func decode(_ root: TOMLTable, file: String, kind: Kind,
+                               stateDirectory: String) throws(ConfigError) -> AgentConfig {
+        let diagnostics = Diagnostics(file: file)
         var config = AgentConfig(file: file, kind: kind)
         let directory = Paths.dirname(file.hasPrefix("/") ? file : "/" + file)
         var decoder = ConfigDecoder(diagnostics: diagnostics, configDirectory: directory, stateDirectory: stateDirectory)
@@ -317,6 +342,13 @@ struct ConfigDecoder {
         var r = TableReader(t, context: "[rootfs]", diagnostics: diagnostics)
         let base = r.string("base")
         let path = r.string("path")
+        let show = decodeEtcList(r.stringArray("etc_show"), key: "etc_show", problem: EtcPolicy.showProblem)
+        let hide = decodeEtcList(r.stringArray("etc_hide"), key: "etc_hide", problem: EtcPolicy.hideProblem)
+        for (path, location) in hide where show.contains(where: { $0.path == path }) {
+            diagnostics.error(location, "'\(path)' is in both etc_show and etc_hide", hint: "keep one of them")
+        }
+        c.etcShow = show.map(\.path)
+        c.etcHide = hide.map(\.path)
         r.finish()
         if let base, base.value != "host" {
             diagnostics.error(base.location, "rootfs.base '\(base.value)' is not known", hint: "use base = \"host\", or path = \"/var/lib/clawjail/rootfs/NAME\"")
@@ -336,6 +368,30 @@ struct ConfigDecoder {
             }
             c.rootfs = .directory(host)
         }
+    }
+
+    /// One of [rootfs]'s /etc lists: normalised paths, each checked by `problem`.
+    private func decodeEtcList(_ list: (value: [(String, SourceLocation)], location: SourceLocation)?, key: String,
+                               problem: (String) -> (message: String, hint: String)?) -> [(path: String, location: SourceLocation)] {
+        guard let list else { return [] }
+        var out: [(path: String, location: SourceLocation)] = []
+        for (text, location) in list.value {
+            guard let path = EtcPolicy.normalize(text) else {
+                diagnostics.error(location, "\(key) entry '\(text)' is not a path inside /etc",
+                                  hint: "write a name such as \"fonts\" or \"ssl/certs\": relative to /etc, without '..'")
+                continue
+            }
+            if out.contains(where: { $0.path == path }) {
+                diagnostics.error(location, "\(key) names '\(path)' twice")
+                continue
+            }
+            if let (message, hint) = problem(path) {
+                diagnostics.error(location, "\(key): \(message)", hint: hint)
+                continue
+            }
+            out.append((path, location))
+        }
+        return out
     }
 
     private func decodeBind(_ t: TOMLTable, context: String, defaultPath: String?, writableDefault: Bool,
@@ -504,6 +560,13 @@ struct ConfigDecoder {
                 }
             }
         }
+        if let (b, loc) = r.bool("allow_non_tls_443") {
+            n.allowNonTLS443 = b
+            if n.mode == .none && b {
+                diagnostics.warn(loc, "network.allow_non_tls_443 is ignored while mode = \"none\"",
+                                 hint: "set mode = \"egress\" to use it")
+            }
+        }
         r.finish()
         if n.mode == .egress && n.allow.isEmpty {
             diagnostics.warn(t.location, "network.mode = \"egress\" with an empty allowlist reaches nothing",
@@ -636,6 +699,12 @@ struct ConfigDecoder {
         }
         if let w = c.workspace { claim(w.path, w.location, "workspace") }
         for m in c.mounts { claim(m.path, m.location, "mount") }
+        let etcHidden = EtcPolicy.hiddenPaths(show: c.etcShow, hide: c.etcHide)
+        for m in c.mounts {
+            if let (message, hint) = EtcPolicy.mountProblem(m.path, hidden: etcHidden) {
+                diagnostics.error(m.location, message, hint: hint)
+            }
+        }
         if let cr = c.credentials {
             claim(cr.path, cr.location, "credentials")
             if let w = c.workspace {

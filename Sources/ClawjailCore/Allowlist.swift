@@ -22,6 +22,7 @@
 //   no top-level domain has one.
 //
 // Refused, with a message that says what to write instead: empty entries, `*`,
+// entries that can match no name (a wildcard over a domain longer than 251 characters),
 // wildcards over a single label (`*.com`) or over a public-suffix-like pair
 // (`*.co.uk`, see `looksLikePublicSuffixPair`), wildcards over well-known
 // shared-hosting suffixes (anyone can own a name under `*.github.io`), IP
@@ -45,6 +46,11 @@ public enum DenyRule: String, Error, Sendable, Hashable, CaseIterable, CustomStr
     case dnsFailure = "dns-failure"
     case connectFailed = "connect-failed"
     case tooManyConnections = "too-many-connections"
+    /// A CONNECT tunnel to a TLS port whose ClientHello names another server
+    /// (domain fronting), or no server at all.
+    case sniMismatch = "sni-mismatch"
+    /// A CONNECT tunnel to a TLS port that does not start with TLS.
+    case notTLS = "not-tls"
 
     public var description: String { rawValue }
 }
@@ -62,6 +68,10 @@ public enum HostPattern: Sendable, Hashable, CustomStringConvertible {
         case .subdomains(let d): return "*." + d
         }
     }
+
+    /// The longest domain a wildcard can cover and still match a name: `x.` plus it
+    /// must fit in the 253 characters of a host name.
+    public static let longestWildcardDomain = 251
 
     /// `name` must already be normalised (`Hostname.normalise`).
     public func matches(_ name: String) -> Bool {
@@ -155,6 +165,11 @@ public struct AllowRule: Sendable, Hashable, CustomStringConvertible {
             return fail(.localName, "\"\(special)\" names are local or reserved and never an internet service (and \(Hostname.specialUseWhy(special))); write the public host name instead")
         }
         if isWildcard {
+            // The shortest name under `*.d` is `x.d`; past 251 characters it would be
+            // over 253, which no client can send, so the entry would match nothing.
+            if name.utf8.count > HostPattern.longestWildcardDomain {
+                return fail(.cannotMatch, "can match no host name: every name under this \(name.utf8.count)-character domain is longer than 253 characters, the limit for DNS names; a wildcard's domain can have at most \(HostPattern.longestWildcardDomain) characters, so shorten it or list the exact names")
+            }
             if labels.count < 2 {
                 return fail(.wildcardTooBroad, "\"*.\(name)\" covers a whole top-level domain; wildcards need a registrable domain, e.g. \"*.example.com\"")
             }
@@ -198,6 +213,8 @@ public struct AllowlistError: Error, Sendable, Hashable, CustomStringConvertible
     public enum Kind: String, Sendable, Hashable {
         case empty, badSyntax, nonASCII, badPort, bareWildcard, misplacedWildcard
         case wildcardTooBroad, publicSuffixWildcard, sharedHostingWildcard
+        /// Well-formed, but no name that the proxy accepts falls under it.
+        case cannotMatch
         case ipLiteral, metadata, localName, singleLabel
     }
 

@@ -34,6 +34,8 @@ public struct JailSpec: Sendable, Hashable {
         public var allow: [AllowRule]
         public var resolvers: [String]
         public var ingress: [AgentConfig.Ingress]
+        /// `[network] allow_non_tls_443`.
+        public var allowNonTLS443 = false
     }
 
     public var kind: Kind
@@ -54,6 +56,8 @@ public struct JailSpec: Sendable, Hashable {
     public var seccompOnViolation: String? = nil
     public var network: Network
     public var protect: [String]
+    /// Paths relative to /etc that the jail does not see (EtcPolicy), sorted.
+    public var etcHidden: [String] = EtcPolicy.hiddenPaths(show: [], hide: [])
 
     public struct EnvironmentVariable: Sendable, Hashable, Comparable {
         public var name: String
@@ -110,7 +114,8 @@ extension JailSpec {
             mounts += protectMounts(c.protect, workspace: w.path)
         }
         let limits = merge(c.limits, over: Defaults.agentLimits)
-        let network = Network(mode: c.network.mode, allow: c.network.allow, resolvers: c.network.resolvers, ingress: c.ingress)
+        let network = Network(mode: c.network.mode, allow: c.network.allow, resolvers: c.network.resolvers, ingress: c.ingress,
+                              allowNonTLS443: c.network.allowNonTLS443)
         let cwd = c.cwd ?? c.workspace?.path ?? "/"
         let user = c.user ?? Defaults.toolUser
         let home = c.workspace?.path ?? "/tmp"
@@ -120,6 +125,7 @@ extension JailSpec {
                         hostname: c.hostname ?? name, user: user, rootfs: c.rootfs, mounts: mounts, limits: limits,
                         seccompProfile: c.seccompProfile ?? Defaults.agentProfile, network: network, protect: c.protect)
         spec.seccompOnViolation = c.seccompOnViolation
+        spec.etcHidden = EtcPolicy.hiddenPaths(show: c.etcShow, hide: c.etcHide)
         return spec
     }
 
@@ -237,6 +243,11 @@ extension JailSpec {
             }
         }
         var seen: Set<String> = []
+        let etc = toolConfig ?? agentConfig
+        let etcHidden = EtcPolicy.hiddenPaths(show: etc?.etcShow ?? [], hide: etc?.etcHide ?? [])
+        for m in mounts {
+            if let (message, hint) = EtcPolicy.mountProblem(m.target, hidden: etcHidden) { bad(message, hint: hint) }
+        }
         for m in mounts where !seen.insert(m.target).inserted {
             bad("two mounts want the same path \(m.target)")
         }
@@ -265,10 +276,12 @@ extension JailSpec {
         var mode = agentTools?.network ?? .none
         var allow = agentTools?.allow ?? agentConfig?.network.allow ?? []
         var resolvers = agentConfig?.network.resolvers ?? []
+        var allowNonTLS443 = agentConfig?.network.allowNonTLS443 ?? false
         if let tc = toolConfig {
             mode = tc.network.mode
             allow = tc.network.allow
             resolvers = tc.network.resolvers
+            allowNonTLS443 = tc.network.allowNonTLS443
         }
         if let m = o.network { mode = m }
         if !o.allow.isEmpty { allow = o.allow }
@@ -304,8 +317,10 @@ extension JailSpec {
                         environment: environment, hostname: toolConfig?.hostname ?? agentConfig?.hostname ?? "tool",
                         user: user, rootfs: toolConfig?.rootfs ?? agentConfig?.rootfs ?? .host, mounts: mounts,
                         limits: limits, seccompProfile: profile,
-                        network: Network(mode: mode, allow: allow, resolvers: resolvers, ingress: []), protect: protect)
+                        network: Network(mode: mode, allow: allow, resolvers: resolvers, ingress: [],
+                                         allowNonTLS443: allowNonTLS443), protect: protect)
         spec.seccompOnViolation = toolConfig?.seccompOnViolation
+        spec.etcHidden = etcHidden
         return spec
     }
 }

@@ -11,6 +11,8 @@ public struct Preset: Sendable {
     public var ingress: [(port: UInt16, socket: String)]
     public var memory: UInt64
     public var pids: UInt64
+    /// /tmp and /dev/shm (nil: the default).
+    public var tmp: UInt64? = nil
     public var env: [String: String]
 
     public static let all: [String: Preset] = [
@@ -22,7 +24,9 @@ public struct Preset: Sendable {
                     "slack.com", "*.slack.com:443", "discord.com", "gateway.discord.gg", "api.telegram.org",
                     "registry.npmjs.org"],
             ingress: [(18789, "gateway.sock")],
-            memory: 2 << 30, pids: 512,
+            // Its browser tool starts headless Chromium, whose shared memory lives in
+            // /dev/shm or (with --disable-dev-shm-usage, which OpenClaw passes) /tmp.
+            memory: 2 << 30, pids: 512, tmp: 512 << 20,
             env: ["NODE_ENV": "production"]),
         "nanoclaw": Preset(
             name: "nanoclaw",
@@ -55,6 +59,7 @@ extension ConfigDecoder {
         }
         if c.limits.memory == nil { c.limits.memory = p.memory }
         if c.limits.pids == nil { c.limits.pids = p.pids }
+        if c.limits.tmp == nil, let tmp = p.tmp { c.limits.tmp = tmp }
         for (k, v) in p.env where c.env[k] == nil { c.env[k] = v }
     }
 }

@@ -46,6 +46,11 @@ enum DenyResponse {
             return "could not connect to \(target)"
         case .tooManyConnections:
             return "too many concurrent connections for this agent" + (limit.map { " (limit \($0))" } ?? "")
+        case .sniMismatch:
+            return "the TLS server name must be the CONNECT target \(target)"
+        case .notTLS:
+            return "a CONNECT tunnel to \(target) must start with a TLS ClientHello"
+                + " (the operator can allow other protocols with [network] allow_non_tls_443 = true)"
         }
     }
 

@@ -81,6 +81,14 @@ public struct EgressConfig: Sendable {
     /// first and refused if it returns false. Tests use it to record dials and
     /// to make sure nothing but 127.0.0.1 is ever dialled.
     var dialFilter: (@Sendable (SocketAddress) -> Bool)?
+    /// CONNECT tunnels to these ports must start with a TLS ClientHello whose
+    /// server name is the CONNECT host (see ConnectFirstFlight.swift). 443 in
+    /// production; tests point it at their local servers.
+    public var connectTLSPorts: Set<UInt16> = [443]
+    /// Lets a CONNECT tunnel to `connectTLSPorts` start with something other
+    /// than TLS (`[network] allow_non_tls_443`). A first flight that starts as
+    /// a TLS handshake is still checked.
+    public var allowNonTLSConnect = false
     /// Established CONNECT and transparent-TLS tunnels are copied by the kernel
     /// (splice(2), see KernelTunnels). Tests turn it off to exercise the
     /// user-space path, which ingress and a hand-over that fails still use.
@@ -197,11 +205,15 @@ public struct EgressDecision: Sendable, Hashable, CustomStringConvertible {
     public var durationMs: UInt64
     /// DNS: identical decisions folded into this record by the rate limit.
     public var suppressed: Int
+    /// Why, in words, when the rule alone does not say it (e.g. "sni mismatch:
+    /// evil.example for allowed.example"); sanitised like `host`, spaces kept.
+    public var reason: String?
 
     public init(
         agent: String, mode: Mode, verdict: Verdict, rule: String, denyRule: DenyRule? = nil,
         host: String, port: UInt16, dstIP: String? = nil, upstreamIP: String? = nil,
-        bytesUp: UInt64 = 0, bytesDown: UInt64 = 0, durationMs: UInt64 = 0, suppressed: Int = 0
+        bytesUp: UInt64 = 0, bytesDown: UInt64 = 0, durationMs: UInt64 = 0, suppressed: Int = 0,
+        reason: String? = nil
     ) {
         self.agent = agent
         self.mode = mode
@@ -216,6 +228,7 @@ public struct EgressDecision: Sendable, Hashable, CustomStringConvertible {
         self.bytesDown = bytesDown
         self.durationMs = durationMs
         self.suppressed = suppressed
+        self.reason = reason.map(EgressDecision.sanitiseReason)
     }
 
     static func sanitise(_ s: String) -> String {
@@ -226,12 +239,24 @@ public struct EgressDecision: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
+    /// Printable ASCII and spaces, at most 300 characters; quotes and
+    /// backslashes become "?" so the reason can be quoted in a log line.
+    static func sanitiseReason(_ s: String) -> String {
+        var out = ""
+        for sc in s.unicodeScalars.prefix(300) {
+            let ok = (0x20...0x7E).contains(sc.value) && sc != "\"" && sc != "\\"
+            out.unicodeScalars.append(ok ? sc : "?")
+        }
+        return out
+    }
+
     public var description: String {
         var s = "egress agent=\(agent) mode=\(mode.rawValue) verdict=\(verdict.rawValue) rule=\(rule) host=\(host) port=\(port)"
         if let dstIP { s += " dst_ip=\(dstIP)" }
         if let upstreamIP { s += " upstream_ip=\(upstreamIP)" }
         s += " up=\(bytesUp) down=\(bytesDown) ms=\(durationMs)"
         if suppressed > 0 { s += " suppressed=\(suppressed)" }
+        if let reason { s += " reason=\"\(reason)\"" }
         return s
     }
 }

@@ -71,7 +71,8 @@ public final class EgressProxy: Sendable {
         self.shared = ProxyShared(
             agent: agent, allowlist: config.allowlist, dialer: Dialer(config: config, registry: registry),
             audit: audit, syntheticRange: config.syntheticRange, firstRequestTimeout: config.firstRequestTimeout,
-            transparentHTTPPort: config.transparentHTTPPort, transparentTLSPort: config.transparentTLSPort, tunnels: tunnels)
+            transparentHTTPPort: config.transparentHTTPPort, transparentTLSPort: config.transparentTLSPort, tunnels: tunnels,
+            connectTLSPorts: config.connectTLSPorts, allowNonTLSConnect: config.allowNonTLSConnect)
     }
 
     /// Tunnels the kernel is copying (also counted in `activeConnections`).
@@ -223,7 +224,7 @@ final class RejectHandler: ChannelInboundHandler {
             buf = DenyResponse.buffer(.tooManyConnections, host: nil, port: nil, limit: limit,
                                       allocator: context.channel.allocator)
         case .tls:
-            buf = context.channel.allocator.buffer(bytes: [21, 3, 3, 0, 2, 2, 49] as [UInt8])
+            buf = context.channel.allocator.buffer(bytes: TLSAlert.accessDenied)
         }
         context.writeAndFlush(wrapOutboundOut(buf)).assumeIsolated().whenComplete { _ in
             context.close(mode: .all, promise: nil)

@@ -14,6 +14,9 @@ struct ProxyShared: Sendable {
     let transparentTLSPort: UInt16
     /// Where established tunnels go; nil keeps them in NIO.
     let tunnels: KernelTunnels?
+    /// See `EgressConfig.connectTLSPorts` and `allowNonTLSConnect`.
+    var connectTLSPorts: Set<UInt16> = [443]
+    var allowNonTLSConnect = false
 
     /// The original destination, if it is one of the responder's synthetic
     /// addresses. Any other destination address is not trusted and not logged.
@@ -37,84 +40,6 @@ let strippedRequestHeaders: Set<String> = [
     "x-forwarded-prefix", "x-forwarded-ssl", "forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
     "x-originating-ip", "x-cluster-client-ip", "cf-connecting-ip", "client-ip", "fastly-client-ip",
 ]
-
-/// A destination named by a request: the normalised host and the port.
-struct NamedTarget: Equatable {
-    var host: String
-    var port: UInt16
-}
-
-/// Parsing of request targets and Host headers. Every failure is a rule.
-enum RequestTarget {
-    /// `host[:port]` (authority-form, Host header). IP literals in any
-    /// encoding are `ip-literal` (or `metadata-address`); user info is refused.
-    static func authority(_ s: Substring, defaultPort: UInt16?) -> Result<NamedTarget, DenyRule> {
-        guard !s.isEmpty, !s.contains("@") else { return .failure(.badRequest) }
-        if s.hasPrefix("[") {
-            let inner = s.prefix { $0 != "]" } + "]"
-            if let a = IPAddress.parseAnyEncoding(String(inner)), a.classify() == .metadata { return .failure(.metadataAddress) }
-            return .failure(.ipLiteral)
-        }
-        var host = s
-        var port = defaultPort
-        let colons = s.utf8.filter { $0 == 0x3A }.count
-        if colons > 1 {
-            // An unbracketed IPv6 literal (or garbage).
-            if case .failure(let rule) = Allowlist.screen(String(s)) { return .failure(rule) }
-            return .failure(.badRequest)
-        }
-        if colons == 1, let c = s.firstIndex(of: ":") {
-            host = s[..<c]
-            let p = s[s.index(after: c)...]
-            if !p.isEmpty {
-                guard p.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let v = Int(p), (1...65535).contains(v) else {
-                    return .failure(.badRequest)
-                }
-                port = UInt16(v)
-            }
-        }
-        guard let port else { return .failure(.badRequest) }
-        switch Allowlist.screen(String(host)) {
-        case .failure(let rule): return .failure(rule)
-        case .success(let name): return .success(NamedTarget(host: name, port: port))
-        }
-    }
-
-    /// The host and port of a target that was refused before it parsed (an IP
-    /// literal, a bad port), for the audit record only, never for the client:
-    /// the authority as written, without scheme, path or port, so the log says
-    /// `169.254.169.254` port 80 rather than the whole URL with port 0.
-    static func auditParts(_ s: String, defaultPort: UInt16) -> (host: String, port: UInt16) {
-        var rest = Substring(s)
-        if rest.prefix(7).lowercased() == "http://" { rest = rest.dropFirst(7) }
-        if let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
-        var host = rest
-        var portText: Substring = ""
-        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
-            host = rest[...close]
-            let after = rest[rest.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() }
-        } else if rest.utf8.filter({ $0 == 0x3A }).count == 1, let c = rest.firstIndex(of: ":") {
-            host = rest[..<c]
-            portText = rest[rest.index(after: c)...]
-        }
-        if portText.isEmpty { return (String(host), defaultPort) }
-        return (String(host), UInt16(portText) ?? 0)
-    }
-
-    /// `http://authority/path?query` → target and origin-form path.
-    static func absolute(_ uri: String) -> Result<(NamedTarget, String), DenyRule> {
-        let lower = uri.prefix(8).lowercased()
-        guard lower.hasPrefix("http://") else { return .failure(.badRequest) }
-        let rest = uri.dropFirst(7)
-        let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
-        let auth = rest[rest.startIndex..<end]
-        var path = String(rest[end...])
-        if let hash = path.firstIndex(of: "#") { path = String(path[..<hash]) }
-        if path.isEmpty { path = "/" } else if path.hasPrefix("?") { path = "/" + path }
-        return authority(auth, defaultPort: 80).map { ($0, path) }
-    }
-}
 
 /// The client side of the HTTP proxy (and of transparent port 80): parses each
 /// request, decides, and forwards it over an upstream connection that it
@@ -504,8 +429,12 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         host: target.host, port: target.port, upstreamIP: dial.address.description,
                         bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: start)))
                 }
+                // A tunnel to a TLS port is spliced only once its ClientHello
+                // names the CONNECT host (ConnectFirstFlight.swift).
+                let inspect = shared.connectTLSPorts.contains(target.port) ? target : nil
                 do {
-                    try enterTunnel(upstream: dial.channel, record: record, upstreamHTTPHandlers: false)
+                    try enterTunnel(upstream: dial.channel, record: record, upstreamHTTPHandlers: false,
+                                    inspectingFirstFlightFor: inspect)
                 } catch {
                     record.close()
                     dial.channel.close(promise: nil)
@@ -516,8 +445,13 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Replaces HTTP handling on both channels by a splice. Bytes the HTTP
-    /// decoders already buffered are forwarded into the tunnel.
-    private func enterTunnel(upstream channel: any Channel, record: TunnelRecord, upstreamHTTPHandlers: Bool) throws {
+    /// decoders already buffered are forwarded into the tunnel. With
+    /// `inspectingFirstFlightFor`, the client's first flight is checked
+    /// against that CONNECT target before the tunnel starts.
+    private func enterTunnel(
+        upstream channel: any Channel, record: TunnelRecord, upstreamHTTPHandlers: Bool,
+        inspectingFirstFlightFor inspected: NamedTarget? = nil
+    ) throws {
         guard let context else { return }
         let up = channel.pipeline.syncOperations
         let client = context.pipeline.syncOperations
@@ -531,6 +465,17 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             upSplice.record = record
         }
         let clientSplice = SpliceHandler(direction: .up, record: record)
+        let tunnels = shared.tunnels
+        let clientChannel = context.channel
+        let startTunnel = {
+            KernelTunnels.start(client: clientChannel, clientSplice, upstream: channel, upSplice,
+                                record: record, via: tunnels)
+        }
+        // In front of the splice handler, so the client's bytes reach it first.
+        let inspector = inspected.map {
+            ConnectFirstFlightHandler(shared: shared, target: $0, upstream: channel, startTunnel: startTunnel)
+        }
+        if let inspector { try client.addHandler(inspector) }
         try client.addHandler(clientSplice)
         state = .tunnel
         self.upstream = nil
@@ -539,16 +484,14 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let e = try? up.handler(type: HTTPRequestEncoder.self) { up.removeHandler(e, promise: nil) }
             if let d = try? up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { up.removeHandler(d, promise: nil) }
         }
-        let clientChannel = context.channel
-        let tunnels = shared.tunnels
         client.removeHandler(context: context, promise: nil)
         client.removeHandler(decoder, promise: nil)
         // Removing a decoder forwards its leftover bytes (to the unlinked
-        // splice handlers, which keep them) only once its own decode call
-        // unwinds, so the tunnel starts on the next tick.
+        // splice handlers, which keep them, or to the inspector) only once its
+        // own decode call unwinds, so the tunnel starts, or the first flight is
+        // looked at, on the next tick.
         clientChannel.eventLoop.assumeIsolated().execute {
-            KernelTunnels.start(client: clientChannel, clientSplice, upstream: channel, upSplice,
-                                record: record, via: tunnels)
+            if let inspector { inspector.begin() } else { startTunnel() }
         }
     }
 

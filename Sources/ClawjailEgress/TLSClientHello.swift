@@ -1,6 +1,13 @@
 // Just enough TLS to read the server name from a ClientHello (RFC 8446 §4.1.2,
 // RFC 6066 §3). The ClientHello may arrive split across TCP segments and even
 // across several TLS records; the caller feeds everything received so far.
+//
+// The answer depends on the bytes, never on how they were cut: `parse` of any
+// prefix of a stream is either `.needMore` or the answer for the whole stream.
+// That is why the parser decides the moment the handshake message is complete
+// and never looks past it (a change_cipher_spec record or early data may follow
+// in the same read, whole or cut), and why its size bound counts bytes of the
+// stream rather than bytes that happen to have arrived.
 
 enum ClientHelloResult: Equatable {
     /// Not enough bytes yet.
@@ -13,37 +20,52 @@ enum ClientHelloResult: Equatable {
 }
 
 enum TLSClientHello {
-    /// Largest ClientHello the proxy buffers while looking for the SNI.
+    /// Largest ClientHello message (without its 4-byte header) the proxy takes.
     static let maxBufferedBytes = 16 * 1024
 
+    /// The ClientHello and its record headers must be complete within this many
+    /// bytes of the stream; later bytes are not looked at. Twice the largest
+    /// message leaves room for the headers of a client that fragments it into
+    /// small records (legal, and done by some anti-censorship clients), and
+    /// still bounds what one connection can make the proxy hold.
+    static let maxFirstFlightBytes = 2 * maxBufferedBytes
+
     static func parse(_ bytes: some Collection<UInt8>) -> ClientHelloResult {
-        let b = Array(bytes)
+        let b = Array(bytes.prefix(maxFirstFlightBytes))
+        let result = parseRecords(b)
+        // A hello still incomplete at the bound never will be, whatever comes next.
+        if result == .needMore && b.count >= maxFirstFlightBytes { return .invalid }
+        return result
+    }
+
+    /// Reassembles the handshake message from consecutive handshake records
+    /// (TLS allows a ClientHello to span several) and answers on it.
+    private static func parseRecords(_ b: [UInt8]) -> ClientHelloResult {
         var handshake: [UInt8] = []
         var pos = 0
-        // Reassemble handshake bytes from consecutive handshake records.
-        while pos + 5 <= b.count {
-            guard b[pos] == 22, b[pos + 1] == 3 else { return .invalid }
-            let len = Int(b[pos + 3]) << 8 | Int(b[pos + 4])
-            guard len > 0, len <= 16_384 else { return .invalid }
-            guard pos + 5 + len <= b.count else {
-                handshake += b[(pos + 5)...]  // partial record: use what we have
-                pos = b.count
-                break
-            }
-            handshake += b[(pos + 5)..<(pos + 5 + len)]
-            pos += 5 + len
+        while true {
+            if let first = handshake.first, first != 1 { return .invalid }  // not client_hello
             if handshake.count >= 4 {
                 let msgLen = Int(handshake[1]) << 16 | Int(handshake[2]) << 8 | Int(handshake[3])
-                if handshake.count >= 4 + msgLen { break }
+                guard msgLen <= maxBufferedBytes else { return .invalid }
+                // Complete: decide now, whatever follows.
+                if handshake.count >= 4 + msgLen { return parseBody(handshake[4..<(4 + msgLen)]) }
             }
+            // The message continues in the next record, which must be a
+            // handshake record (RFC 8446 §5.1: no other record may interleave).
+            // Each header byte is checked as soon as it is there.
+            guard pos < b.count else { return .needMore }
+            guard b[pos] == 22 else { return .invalid }
+            guard pos + 1 < b.count else { return .needMore }
+            guard b[pos + 1] == 3 else { return .invalid }
+            guard pos + 5 <= b.count else { return .needMore }
+            let len = Int(b[pos + 3]) << 8 | Int(b[pos + 4])
+            guard len > 0, len <= 16_384 else { return .invalid }
+            // A record cut short still counts: the message may end inside it.
+            let end = min(pos + 5 + len, b.count)
+            handshake += b[(pos + 5)..<end]
+            pos = end
         }
-        if pos < b.count && pos + 5 > b.count && b[pos] != 22 { return .invalid }
-        guard handshake.count >= 4 else { return .needMore }
-        guard handshake[0] == 1 else { return .invalid }  // client_hello
-        let msgLen = Int(handshake[1]) << 16 | Int(handshake[2]) << 8 | Int(handshake[3])
-        guard msgLen <= maxBufferedBytes else { return .invalid }
-        guard handshake.count >= 4 + msgLen else { return .needMore }
-        return parseBody(handshake[4..<(4 + msgLen)])
     }
 
     private static func parseBody(_ body: ArraySlice<UInt8>) -> ClientHelloResult {

@@ -1,11 +1,12 @@
 import ClawjailCore
 import NIOCore
 
-/// Transparent port 443: buffers the ClientHello (at most 16 KiB, within
-/// `firstRequestTimeout`), takes the name from SNI, applies the same rules as
-/// CONNECT, dials the checked address on the TLS port, replays the buffered
-/// bytes and splices. The original destination address is never used to
-/// decide: only the name counts. TLS is not terminated.
+/// Transparent port 443: buffers the ClientHello (within the parser's bound,
+/// `TLSClientHello.maxFirstFlightBytes`, and `firstRequestTimeout`), takes the
+/// name from SNI, applies the same rules as CONNECT, dials the checked address
+/// on the TLS port, replays the buffered bytes and splices. The original
+/// destination address is never used to decide: only the name counts. TLS is
+/// not terminated.
 final class TransparentTLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -56,9 +57,10 @@ final class TransparentTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         let port = shared.transparentTLSPort
         switch TLSClientHello.parse(buf.readableBytesView) {
         case .needMore:
-            if buf.readableBytes > TLSClientHello.maxBufferedBytes {
-                deny(.badRequest, auditHost: dstIP ?? "-", port: port)
-            }
+            // The parser bounds the bytes it waits for (maxFirstFlightBytes) and
+            // answers .invalid beyond; a bound here on what has arrived so far
+            // would make the answer depend on how the reads were cut.
+            break
         case .invalid:
             deny(.badRequest, auditHost: dstIP ?? "-", port: port)
         case .noServerName:
@@ -144,8 +146,7 @@ final class TransparentTLSHandler: ChannelDuplexHandler, RemovableChannelHandler
         guard let context else { return }
         // A fatal access_denied alert makes TLS clients fail at once with a
         // recognisable error instead of a bare reset.
-        let alert: [UInt8] = [21, 3, 3, 0, 2, 2, 49]
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: alert)))
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: TLSAlert.accessDenied)))
             .assumeIsolated().whenComplete { [weak self] _ in self?.context?.close(promise: nil) }
     }
 

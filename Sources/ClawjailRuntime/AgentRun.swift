@@ -120,6 +120,7 @@ public enum AgentRun {
         // The status stays the agent's even when its end could not be recorded: see RunRecorder.
         _ = recorder.finish(end: StoreAccess.outcome(result), summary: summary, retryForNs: retryNs)
         Log.info("agent \(name) \(summary)")
+        for hint in result.hints(for: spec) { Log.info("hint: " + hint) }
         return result.exitStatus
     }
 
@@ -225,6 +226,7 @@ struct Manifest {
             "network": .object(["mode": .string(spec.network.mode.rawValue),
                                 "allow": .array(spec.network.allow.map { .string($0.description) }),
                                 "resolvers": .array(spec.network.resolvers.map { .string($0) }),
+                                "allow_non_tls_443": .bool(spec.network.allowNonTLS443),
                                 "ingress": .array(spec.network.ingress.map { .object(["port": .int(Int64($0.port)), "socket": .string($0.socket)]) })]),
             // Names only: values may be secrets.
             "environment": .array(spec.environment.map { .string($0.name) }),

@@ -7,12 +7,12 @@ public enum CheckReport {
         // Relative host paths in the file are relative to the file's directory, so the
         // file's own path must be absolute first.
         let path = Paths.normalizeAbsolute(AgentRun.absolutePath(given)) ?? given
-        let text: String
-        do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(path, limit: 1 << 20) } catch {
             throw ClawjailError(.notFound, "cannot read \(path)", hint: error == .ENOENT ? "check the path" : nil, cause: error)
         }
         do {
-            return try AgentConfig.parse(text, file: path, kind: .agent, stateDirectory: layout.stateDirectory)
+            return try AgentConfig.parse(utf8: bytes, file: path, kind: .agent, stateDirectory: layout.stateDirectory)
         } catch {
             throw ClawjailError(.config, "invalid configuration:\n" + error.description)
         }
@@ -50,9 +50,20 @@ public enum CheckReport {
         line("cwd", spec.cwd)
         line("hostname", spec.hostname)
         switch spec.rootfs {
-        case .host: line("rootfs", "host: /usr, /bin, /lib*, /sbin read-only; generated /etc; new /proc, minimal /dev, tmpfs /tmp")
-        case .directory(let p): line("rootfs", "\(p) read-only; new /proc, minimal /dev, tmpfs /tmp")
+        case .host:
+            line("rootfs", "host: /usr, /bin, /lib*, /sbin read-only; new /proc, minimal /dev, tmpfs /tmp")
+            line("etc", "the host's /etc read-only, with clawjail's own " + EtcPolicy.generated.map(\.name).joined(separator: ", "))
+        case .directory(let p):
+            line("rootfs", "\(p) read-only; new /proc, minimal /dev, tmpfs /tmp")
+            line("etc", "\(p)/etc read-only, with clawjail's own hosts, hostname, resolv.conf")
         }
+        let defaults = Set(EtcPolicy.hidden.map(\.path))
+        var hidden = "\(spec.etcHidden.count) entries (secrets, the host's users and administration; rootfs/README.md lists them)"
+        let added = spec.etcHidden.filter { !defaults.contains($0) }
+        let shown = defaults.subtracting(spec.etcHidden).sorted()
+        if !added.isEmpty { hidden += "; etc_hide: " + added.joined(separator: ", ") }
+        if !shown.isEmpty { hidden += "; shown by etc_show: " + shown.joined(separator: ", ") }
+        line("etc hidden", hidden)
         if spec.mounts.isEmpty {
             line("mounts", "none")
         } else {
@@ -79,11 +90,15 @@ public enum CheckReport {
         limits.append("wall time " + (l.wallTimeMs == 0 ? "none" : Units.formatDuration(l.wallTimeMs)))
         line("limits", limits.joined(separator: ", "))
         line("seccomp", spec.seccompProfile)
+        line("sandboxes", "no user namespaces inside: the jail is the sandbox; run Chromium with --no-sandbox")
         switch spec.network.mode {
         case .none: line("network", "none (loopback only)")
         case .egress:
             line("network", "egress through the clawjail proxy to: " + spec.network.allow.map(\.description).joined(separator: ", "))
             if !spec.network.resolvers.isEmpty { line("resolvers", spec.network.resolvers.joined(separator: ", ")) }
+            if spec.network.allowNonTLS443 {
+                line("non-TLS 443", "CONNECT tunnels to port 443 may carry protocols other than TLS (allow_non_tls_443)")
+            }
         }
         for i in spec.network.ingress {
             line("ingress", "\(i.socket) (mode \(String(i.socketMode, radix: 8))) -> port \(i.port) in the jail")

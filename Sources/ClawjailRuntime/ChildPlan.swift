@@ -15,7 +15,6 @@ struct ChildOp: Sendable {
         case attach(fd: FD, isFile: Bool)
         /// isFile: what the parent saw at the source (nil: the child looks).
         case bindHost(source: String, attributes: Mount.Attributes, recursive: Bool, isFile: Bool? = nil)
-        case bindSelf
         case tmpfs(options: String, flags: UInt64)
         case proc(options: String?)
         case devpts(options: String)
@@ -23,8 +22,12 @@ struct ChildOp: Sendable {
         /// empty host directory.
         case mask(emptyDirectory: String)
         case readOnly(extra: Mount.Attributes)
-        case setAttributes(Mount.Attributes, recursive: Bool)
         case writeExisting(content: String)
+        /// An overlayfs whiteout: hides the same name in the layer below.
+        case whiteout
+        /// A read-only overlayfs: `layers` top first (absolute host paths or paths of the
+        /// new root), MS_* `flags`.
+        case overlay(layers: [String], flags: UInt64)
     }
 
     var kind: Kind
@@ -122,8 +125,6 @@ final class ChildPlan {
             mattr = attributes.rawValue
             if recursive { flags |= UInt32(CJ_F_RECURSIVE) }
             if let isFile { flags |= isFile ? UInt32(CJ_F_FILE) : UInt32(CJ_F_DIR) }
-        case .bindSelf:
-            kind = UInt32(CJ_OP_BIND_SELF.rawValue)
         case .tmpfs(let options, let f):
             kind = UInt32(CJ_OP_TMPFS.rawValue)
             arg = Array(options.utf8)
@@ -140,13 +141,16 @@ final class ChildPlan {
         case .readOnly(let extra):
             kind = UInt32(CJ_OP_READONLY.rawValue)
             mattr = extra.rawValue
-        case .setAttributes(let a, let recursive):
-            kind = UInt32(CJ_OP_SETATTR.rawValue)
-            mattr = a.rawValue
-            if recursive { flags |= UInt32(CJ_F_RECURSIVE) }
         case .writeExisting(let content):
             kind = UInt32(CJ_OP_WRITE_EXISTING.rawValue)
             arg = Array(content.utf8)
+        case .whiteout:
+            kind = UInt32(CJ_OP_WHITEOUT.rawValue)
+        case .overlay(let layers, let f):
+            kind = UInt32(CJ_OP_OVERLAY.rawValue)
+            // The paths are clawjail's own ("etc", "/etc"): no ':' or ',' to escape.
+            arg = Array(("lowerdir=" + layers.joined(separator: ":")).utf8)
+            mflags = f
         }
         let index: Int32
         if let arg {

@@ -424,6 +424,9 @@ public enum Launcher {
         if stage == Int32(CJ_STAGE_OP.rawValue) && e == Errno.EROFS.rawValue {
             return "a mount target below a read-only directory must already exist there; choose a path outside /usr and /etc"
         }
+        if stage == Int32(CJ_STAGE_OP.rawValue) && e == Errno.ENODEV.rawValue {
+            return "the kernel has no overlayfs, which every jail's /etc is: modprobe overlay, or use a kernel built with CONFIG_OVERLAY_FS"
+        }
         return nil
     }
 

@@ -15,6 +15,7 @@ enum NetworkAudit {
         if let ip = d.upstreamIP { payload["upstream_ip"] = .string(ip) }
         if let ip = d.dstIP { payload["dst_ip"] = .string(ip) }
         if d.suppressed > 0 { payload["suppressed"] = .int(Int64(d.suppressed)) }
+        if let reason = d.reason { payload["reason"] = .string(reason) }
         return AuditEventInput(agent: agent, kind: "egress.\(d.verdict.rawValue)", runID: runID, payload: payload)
     }
 
@@ -34,7 +35,10 @@ enum NetworkAudit {
         let agent = recorder?.agent ?? ""
         let runID = recorder?.runID
         return NetworkHook(spec: spec, onEgress: { d in
-            if d.verdict == .deny { Log.info("\(name): egress denied (\(d.rule)): \(d.host):\(d.port) [\(d.mode.rawValue)]") }
+            if d.verdict == .deny {
+                Log.info("\(name): egress denied (\(d.rule)): \(d.host):\(d.port) [\(d.mode.rawValue)]"
+                         + (d.reason.map { ": " + $0 } ?? ""))
+            }
             recorder?.enqueue(event(d, agent: agent, runID: runID))
         }, onIngress: { e in
             if e.verdict != "allow" { Log.info("\(name): \(e)") }

@@ -116,8 +116,10 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
             throw ClawjailError(.network, "no DNS server for the egress proxy: /etc/resolv.conf names none",
                                 hint: "set [network] resolvers = [\"IP\"] in the config")
         }
-        return EgressConfig(allowlist: Allowlist(rules: spec.network.allow), resolvers: resolvers,
-                            addressGuard: .standard(alsoRefusing: HostAddresses.current()))
+        var config = EgressConfig(allowlist: Allowlist(rules: spec.network.allow), resolvers: resolvers,
+                                  addressGuard: .standard(alsoRefusing: HostAddresses.current()))
+        config.allowNonTLSConnect = spec.network.allowNonTLS443
+        return config
     }
 
     private func startIngress(_ i: AgentConfig.Ingress, peerNS: NetworkNamespace,

@@ -30,13 +30,6 @@ struct RootfsBuilder {
     }
 
     static let hostBaseEntries = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
-    /// The host /etc entries a jail may see (read-only): what programs need to start,
-    /// find libraries, verify TLS and name things. No shadow, keys or machine-id.
-    static let hostEtcEntries = ["alternatives", "ssl", "ca-certificates", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
-                                 "localtime", "timezone", "protocols", "services", "mime.types", "os-release",
-                                 "debian_version", "gai.conf", "host.conf", "inputrc", "terminfo", "magic", "magic.mime",
-                                 "perl", "python3", "gitconfig", "wgetrc", "nanorc", "vim"]
-    static let generatedEtc = ["passwd", "group", "hosts", "nsswitch.conf", "hostname", "resolv.conf"]
     static let maskedProc = ["kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "interrupts",
                              "acpi", "scsi", "kallsyms", "kpagecount", "kpageflags", "kpagecgroup", "vmallocinfo",
                              "pagetypeinfo", "slabinfo", "sysvipc", "asound", "firmware", "pressure", "mtrr", "dynamic_debug"]
@@ -47,12 +40,18 @@ struct RootfsBuilder {
     mutating func build() throws(ClawjailError) {
         do {
             try buildBase()
-            try buildEtc()
+            // The configured mounts are prepared first (their steps still run last): the
+            // ones that land in /etc need mount points in the layer /etc is built from.
+            let userMounts = try buildUserMounts()
+            try buildEtc(mountPoints: userMounts.compactMap { op in
+                guard op.path.hasPrefix("etc/"), case .attach(_, let isFile) = op.kind else { return nil }
+                return (op.path, isFile)
+            })
             buildDev()
             buildProc()
             ops.append(ChildOp(.tmpfs(options: "size=\(spec.limits.tmp),mode=1777", flags: MountFlags.noSuid | MountFlags.noDev),
                                "tmp", label: "mount /tmp (tmpfs)"))
-            try buildUserMounts()
+            ops += userMounts
         } catch {
             closeAll()
             throw error
@@ -116,8 +115,12 @@ struct RootfsBuilder {
 
     // MARK: /etc
 
-    private mutating func buildEtc() throws(ClawjailError) {
-        ops.append(ChildOp(.mkdir(mode: 0o755), "etc", label: "create /etc"))
+    /// The host's /etc, read-only, as the lower layer of an overlay whose top layer
+    /// clawjail writes: the generated files (EtcPolicy.generated), a whiteout for each
+    /// hidden entry, and the mount points of configured mounts under /etc. One mount,
+    /// whatever the size of the host's /etc, and hidden entries are absent, not empty.
+    /// `mountPoints`: paths ("etc/x") that configured mounts attach to later.
+    private mutating func buildEtc(mountPoints: [(path: String, isFile: Bool)]) throws(ClawjailError) {
         let userName = spec.kind == .agent ? (spec.agent ?? "agent") : "tool"
         let home = spec.environment.first { $0.name == "HOME" }?.value ?? "/tmp"
         let values = ["@USER@": userName, "@UID@": String(spec.user), "@GID@": String(spec.user),
@@ -137,48 +140,56 @@ struct RootfsBuilder {
             ("hostname", Array((spec.hostname + "\n").utf8)),
             ("resolv.conf", Array(resolvConf.utf8)),
         ]
-        // /etc as one mount of its own: the host entries are bound into it without
-        // attributes and one recursive mount_setattr makes the whole tree read-only,
-        // instead of a mount_setattr per entry. Not when a configured mount lands under
-        // /etc: its mount point must be created after the others, in a writable /etc.
-        let etcAttrs: Mount.Attributes = [.readOnly, .noSuid, .noDev, .noExec]
-        let grouped = spec.rootfs == .host && !spec.mounts.contains { $0.target == "/etc" || $0.target.hasPrefix("/etc/") }
         switch spec.rootfs {
         case .host:
             generated += [("passwd", fill(PackageResources.passwd)), ("group", fill(PackageResources.group)),
-                          ("nsswitch.conf", fill(PackageResources.nsswitch_conf))]
-            if grouped { ops.append(ChildOp(.bindSelf, "etc", label: "make /etc a mount")) }
-            for name in Self.hostEtcEntries + Self.pythonEtcEntries() {
-                let host = "/etc/" + name
-                guard let st = try? FileSystem.stat(host) else { continue }
-                if st.isSymlink {
-                    let target = (try? FileSystem.readlink(host)) ?? ""
-                    ops.append(ChildOp(.symlink(target: target), "etc/" + name, label: "symlink /etc/\(name)"))
-                } else {
-                    ops.append(ChildOp(.bindHost(source: host, attributes: grouped ? [] : etcAttrs, recursive: st.isDirectory,
-                                                 isFile: !st.isDirectory),
-                                       "etc/" + name, optional: true, label: "bind /etc/\(name) read-only"))
-                }
+                          ("nsswitch.conf", fill(PackageResources.nsswitch_conf)), ("machine-id", Self.machineID(of: spec))]
+            for (name, content) in generated {
+                ops.append(ChildOp(.writeFile(content: content, mode: 0o644), "etc/" + name, label: "write /etc/\(name)"))
             }
+            let top = Set((try? FileSystem.listDirectory("/etc")) ?? [])
+            for path in spec.etcHidden where !mountPoints.contains(where: { $0.path == "etc/" + path }) {
+                let present = path.contains("/") ? FileSystem.exists("/etc/" + path) : top.contains(path)
+                if present { ops.append(ChildOp(.whiteout, "etc/" + path, label: "hide /etc/\(path)")) }
+            }
+            for m in mountPoints {
+                ops.append(m.isFile ? ChildOp(.writeFile(content: [], mode: 0o444), m.path, label: "create the mount point /\(m.path)")
+                                    : ChildOp(.mkdir(mode: 0o755), m.path, label: "create the mount point /\(m.path)"))
+            }
+            ops.append(ChildOp(.overlay(layers: ["etc", "/etc"], flags: MountFlags.readOnly | MountFlags.noSuid | MountFlags.noDev | MountFlags.noExec),
+                               "etc", label: "mount /etc (overlay: the host's /etc read-only under the generated files)"))
         case .directory(let path):
+            ops.append(ChildOp(.mkdir(mode: 0o755), "etc", label: "create /etc"))
             let etc = try HostPrep.openDirectory(path + "/etc", create: false, mode: 0o755, what: "rootfs /etc")
             openFDs.append(etc)
             let names: [String]
             do { names = try FileSystem.listDirectory(etc.procPath) } catch {
                 throw ClawjailError(.setup, "cannot list \(path)/etc", cause: error)
             }
-            for name in names.sorted() where !["hosts", "hostname", "resolv.conf"].contains(name) {
+            let hiddenTop = Set(spec.etcHidden.filter { !$0.contains("/") })
+            for name in names.sorted() where !["hosts", "hostname", "resolv.conf"].contains(name) && !hiddenTop.contains(name) {
                 try attachFromRoot(etc, name: name, target: "etc/" + name, rootPath: path + "/etc")
             }
+            for (name, content) in generated {
+                ops.append(ChildOp(.writeFile(content: content, mode: 0o644), "etc/" + name, label: "write /etc/\(name)"))
+            }
+            // A directory rootfs's /etc is one mount per entry: a hidden path inside one
+            // is covered, not removed.
+            for hidden in spec.etcHidden where hidden.contains("/") && FileSystem.exists(path + "/etc/" + hidden) {
+                ops.append(ChildOp(.mask(emptyDirectory: layout.emptyDirectory), "etc/" + hidden, optional: true,
+                                   label: "hide /etc/\(hidden)"))
+            }
         }
-        for (name, content) in generated {
-            ops.append(ChildOp(.writeFile(content: content, mode: 0o644), "etc/" + name, label: "write /etc/\(name)"))
-        }
-        if grouped { ops.append(ChildOp(.setAttributes(etcAttrs, recursive: true), "etc", label: "make /etc read-only")) }
     }
 
-    static func pythonEtcEntries() -> [String] {
-        ((try? FileSystem.listDirectory("/etc")) ?? []).filter { $0.hasPrefix("python3.") }
+    /// The jail's /etc/machine-id: 32 hex digits from a one-way hash of the host's id
+    /// and the agent's name (a tool run of no agent: its run), so programs that want a
+    /// machine id have one, an agent keeps its own across restarts, and no jail can
+    /// read the host's or tell two tenants apart by it.
+    static func machineID(of spec: JailSpec) -> [UInt8] {
+        let host = (try? FileSystem.readFile("/etc/machine-id", limit: 256)) ?? []
+        let seed = Array("clawjail machine-id 1\0".utf8) + host + [0] + Array((spec.agent ?? spec.name).utf8)
+        return Array((SHA256.lowercaseHex(Array(SHA256.hash(data: seed).prefix(16))) + "\n").utf8)
     }
 
     // MARK: /dev and /proc
@@ -233,7 +244,9 @@ struct RootfsBuilder {
 
     // MARK: workspace, mounts, credentials, protect
 
-    private mutating func buildUserMounts() throws(ClawjailError) {
+    /// The steps of the workspace, [[mount]]s, credentials and protect paths, parents
+    /// before children, after the host side of each is prepared.
+    private mutating func buildUserMounts() throws(ClawjailError) -> [ChildOp] {
         var workspaceFD: FD?
         var workspaceHost = ""
         var attaches: [(depth: Int, order: Int, op: ChildOp)] = []
@@ -292,7 +305,7 @@ struct RootfsBuilder {
             }
         }
         // Parents before children; the config order breaks ties.
-        for a in attaches.sorted(by: { ($0.depth, $0.order) < ($1.depth, $1.order) }) { ops.append(a.op) }
+        return attaches.sorted(by: { ($0.depth, $0.order) < ($1.depth, $1.order) }).map(\.op)
     }
 
     private mutating func clone(_ fd: FD, _ attrs: Mount.Attributes, path: String) throws(ClawjailError) -> FD {

@@ -40,6 +40,32 @@ public struct RunResult: Sendable {
         }
     }
 
+    /// What to do about how the run ended, when clawjail can tell: a refused fork or
+    /// thread, a browser that wanted a sandbox of its own. `tool`: the advice names
+    /// `clawjail exec`'s flags, else agent.toml's keys.
+    public func hints(for spec: JailSpec) -> [String] {
+        if case .exited(0) = end { return [] }
+        var out: [String] = []
+        let tool = spec.kind == .tool
+        if events.pidsLimitHits > 0 {
+            out.append("the run hit its pids limit (\(spec.limits.pids)) \(events.pidsLimitHits) times: processes and threads "
+                       + "could not start; raise it with \(tool ? "--pids N" : "[limits] pids") (a headless browser needs about 512)")
+        }
+        if Self.isChromium(spec.argv) && !spec.argv.contains("--no-sandbox") {
+            out.append("Chromium's own sandbox needs user namespaces, which a jail refuses by design: the jail is the sandbox. "
+                       + "Run it with --no-sandbox (and --headless=new)")
+        }
+        return out
+    }
+
+    /// Chromium and the browsers built on it, by the command's name.
+    static func isChromium(_ argv: [String]) -> Bool {
+        guard let first = argv.first else { return false }
+        let base = first.split(separator: "/").last.map(String.init) ?? first
+        return ["chromium", "chromium-browser", "chrome", "google-chrome", "google-chrome-stable", "chrome-headless-shell",
+                "headless_shell", "brave-browser", "microsoft-edge"].contains(base)
+    }
+
     public var endKind: String {
         switch end {
         case .exited: return "exited"

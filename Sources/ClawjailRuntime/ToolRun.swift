@@ -51,12 +51,12 @@ public enum ToolRun {
     /// Loads and validates a tool.toml.
     public static func loadToolConfig(_ given: String, layout: HostLayout) throws(ClawjailError) -> AgentConfig {
         let path = Paths.normalizeAbsolute(AgentRun.absolutePath(given)) ?? given
-        let text: String
-        do { text = try FileSystem.readText(path, limit: 1 << 20) } catch {
+        let bytes: [UInt8]
+        do { bytes = try FileSystem.readFile(path, limit: 1 << 20) } catch {
             throw ClawjailError(.notFound, "cannot read \(path)", cause: error)
         }
         do {
-            let c = try AgentConfig.parse(text, file: path, kind: .tool, stateDirectory: layout.stateDirectory)
+            let c = try AgentConfig.parse(utf8: bytes, file: path, kind: .tool, stateDirectory: layout.stateDirectory)
             for w in c.warnings { Log.warning(w.description) }
             return c
         } catch {
@@ -173,21 +173,25 @@ extension ToolRun {
         // The status stays the tool's even when its end could not be recorded: see RunRecorder.
         let record = recorder?.finish(end: runID == nil ? nil : StoreAccess.outcome(result),
                                       summary: result.summary(limits: spec.limits), retryForNs: retryNs)
+        let hints = result.hints(for: spec)
         if !r.quiet {
             Log.info("\(spec.name) \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)")
+            for hint in hints { Log.info("hint: " + hint) }
         }
         writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: result, failure: nil,
-                    limits: spec.limits, record: record)
+                    limits: spec.limits, record: record, hints: hints)
         return result.exitStatus
     }
 
     /// --json-status FD: one JSON object, one line, for runtimes that should not parse
     /// stderr. Fields: run_id, agent, end (exited|signaled|oom|timeout|setup-failed|
     /// exec-failed), exit_status, exit_code or signal, message, duration_ms,
-    /// memory_peak_bytes, cpu_usec; and when the store was written, recorded (false when
-    /// the run's records could not all be written) with record_error saying why.
+    /// memory_peak_bytes, cpu_usec, oom_kills, pids_limit_hits, hints (what to do, as on
+    /// stderr); and when the store was written, recorded (false when the run's records
+    /// could not all be written) with record_error saying why.
     static func writeStatus(_ fd: Int32?, runID: String, agent: String?, result: RunResult?, failure: ClawjailError?,
-                            limits: JailSpec.Limits? = nil, record: RunRecorder.EndRecord? = nil) {
+                            limits: JailSpec.Limits? = nil, record: RunRecorder.EndRecord? = nil,
+                            hints: [String] = []) {
         guard let fd else { return }
         var o: [String: JSONValue] = ["run_id": .string(runID), "agent": agent.map { .string($0) } ?? .null]
         if let record {
@@ -207,6 +211,8 @@ extension ToolRun {
             o["memory_peak_bytes"] = result.stats.memoryPeak.map { .int(Int64(clamping: $0)) } ?? .null
             o["cpu_usec"] = result.stats.cpuUsageMicros.map { .int(Int64(clamping: $0)) } ?? .null
             o["oom_kills"] = .int(Int64(clamping: result.events.oomKills))
+            o["pids_limit_hits"] = .int(Int64(clamping: result.events.pidsLimitHits))
+            o["hints"] = .array(hints.map { .string($0) })
         } else if let failure {
             o["end"] = .string("setup-failed")
             o["exit_status"] = .int(125)

@@ -3,7 +3,9 @@ import ClawjailCore
 /// Reads profile files, follows `extends`, expands groups and checks every name.
 /// All problems of one file are reported together, each with file:line:col.
 final class ProfileLoader {
-    typealias ReadFile = (String) throws -> String?
+    /// A file's bytes, nil when it does not exist. Bytes, not text, so that a profile
+    /// that is not UTF-8 is refused at the offending byte instead of read with U+FFFD.
+    typealias ReadFile = (String) throws -> [UInt8]?
 
     let searchPaths: [String]
     let readFile: ReadFile
@@ -37,6 +39,8 @@ final class ProfileLoader {
         var allowed: [String: Origin] = [:]
         var denied: [String: Origin] = [:]
         var rules: [(rule: SyscallRule, origin: Origin)] = []
+        /// Why a call is refused, by syscall (groups expanded).
+        var reasons: [String: (text: String, origin: Origin)] = [:]
     }
 
     // MARK: entry points
@@ -49,7 +53,7 @@ final class ProfileLoader {
             name: name, path: path, description: resolved.description, files: resolved.files,
             onViolation: resolved.mode ?? .errno, errno: resolved.errno ?? 1,
             allowed: resolved.allowed.keys.sorted(), denied: resolved.denied.keys.sorted(),
-            rules: Self.dedupe(resolved.rules.map(\.rule)))
+            rules: Self.dedupe(resolved.rules.map(\.rule)), reasons: resolved.reasons.mapValues(\.text))
     }
 
     /// Finds `<dir>/<name>.toml` in `directories`.
@@ -75,12 +79,12 @@ final class ProfileLoader {
     // MARK: one file
 
     private func resolve(path: String, chain: [String]) throws -> Resolved {
-        guard let text = try readFile(path) else {
+        guard let bytes = try readFile(path) else {
             throw ClawjailError(.notFound, "seccomp profile \(path) does not exist")
         }
         let table: TOMLTable
         do {
-            table = try TOML.parse(text)
+            table = try TOML.parse(utf8: bytes)
         } catch {
             throw ConfigError([ConfigIssue(file: path, location: error.location, message: error.message)])
         }
@@ -97,6 +101,7 @@ final class ProfileLoader {
         var allowEntries: [(String, SourceLocation)] = []
         var denyEntries: [(String, SourceLocation)] = []
         var localGroups: [String: (entries: [(String, Origin)], origin: Origin)] = [:]
+        var reasonEntries: [(name: String, text: String, location: SourceLocation)] = []
 
         for entry in table.entries {
             let node = entry.node
@@ -149,6 +154,18 @@ final class ProfileLoader {
                         own.rules.append((rule, origin(item.location)))
                     }
                 }
+            case "reasons":
+                guard case .table(let t) = node.value else {
+                    issue(node.location, "reasons must be a table: write [reasons] with lines such as ptrace = \"why\"")
+                    continue
+                }
+                for r in t.entries {
+                    if case .string(let text) = r.node.value, !text.isEmpty {
+                        reasonEntries.append((r.key, text, r.keyLocation))
+                    } else {
+                        issue(r.node.location, "the reason for '\(r.key)' must be a non-empty string")
+                    }
+                }
             case "group":
                 guard case .table(let t) = node.value else {
                     issue(node.location, "group must be a table of groups: write [group.NAME]")
@@ -161,7 +178,7 @@ final class ProfileLoader {
                 }
             default:
                 issue(entry.keyLocation, "unknown key '\(entry.key)' in seccomp profile",
-                      hint: "known keys: description, extends, on_violation, errno, allow, deny, [[rule]], [group.NAME]")
+                      hint: "known keys: description, extends, on_violation, errno, allow, deny, [[rule]], [reasons], [group.NAME]")
             }
         }
 
@@ -189,6 +206,12 @@ final class ProfileLoader {
         for (name, location) in denyEntries {
             expandedDeny += expand(name, at: origin(location), library: library, stack: [], issue: issue)
         }
+        var expandedReasons: [(String, String, Origin)] = []
+        for (name, text, location) in reasonEntries {
+            for (syscall, _) in expand(name, at: origin(location), library: library, stack: [], issue: issue) {
+                expandedReasons.append((syscall, text, origin(location)))
+            }
+        }
         for (rule, ruleOrigin) in own.rules where SyscallTable.number(of: rule.syscall) == nil {
             issue(ruleOrigin.location, Self.unknownSyscall(rule.syscall))
         }
@@ -201,6 +224,8 @@ final class ProfileLoader {
         if let e = own.errno { result.errno = e }
         for (name, o) in expandedAllow where result.allowed[name] == nil { result.allowed[name] = o }
         for (name, o) in expandedDeny where result.denied[name] == nil { result.denied[name] = o }
+        // The child's reason for a call replaces its parent's: the child's policy is the one that runs.
+        for (name, text, o) in expandedReasons { result.reasons[name] = (text, o) }
         for (rule, o) in own.rules {
             // An allow without conditions is just an allow.
             if rule.action == .allow && rule.conditions.isEmpty {
@@ -415,11 +440,11 @@ final class ProfileLoader {
                 library = cached
                 break
             }
-            guard let text = try readFile(candidate) else { continue }
+            guard let bytes = try readFile(candidate) else { continue }
             var issues: [ConfigIssue] = []
             let table: TOMLTable
             do {
-                table = try TOML.parse(text)
+                table = try TOML.parse(utf8: bytes)
             } catch {
                 throw ConfigError([ConfigIssue(file: candidate, location: error.location, message: error.message)])
             }
@@ -489,6 +514,13 @@ final class ProfileLoader {
         }
         var bySyscall: [String: [(rule: SyscallRule, origin: Origin)]] = [:]
         for item in r.rules { bySyscall[item.rule.syscall, default: []].append(item) }
+        // A reason explains a refusal: a call allowed whole, with nothing carved out, has none.
+        for (name, reason) in r.reasons.sorted(by: { $0.key < $1.key }) {
+            if let allowedAt = r.allowed[name], !(bySyscall[name] ?? []).contains(where: { $0.rule.action != .allow }) {
+                add(reason.origin, "[reasons] explains why '\(name)' is refused, but it is allowed at \(allowedAt.text)",
+                    hint: "drop the reason, or stop allowing '\(name)'")
+            }
+        }
         for (name, items) in bySyscall.sorted(by: { $0.key < $1.key }) {
             let allowedAt = r.allowed[name]
             let deniedAt = r.denied[name]

@@ -469,7 +469,7 @@ private struct IndexCursor {
     }
 }
 
-/// The loader's `readFile` during a slow `select`: reads as `SystemCall.readText`
+/// The loader's `readFile` during a slow `select`: reads as `SystemCall.readFile`
 /// does and notes every path tried, for the index entry.
 final class DependencyRecorder {
     private var tried: [(dependency: SeccompIndexEntry.Dependency, readAt: Int64)] = []
@@ -478,7 +478,7 @@ final class DependencyRecorder {
     /// what was parsed is then no single state of the files, so it is not indexed.
     private var consistent = true
 
-    func read(_ path: String) throws -> String? {
+    func read(_ path: String) throws -> [UInt8]? {
         let result = try SystemCall.readFileAndStatus(path)
         let dependency: SeccompIndexEntry.Dependency
         if let result {
@@ -493,7 +493,7 @@ final class DependencyRecorder {
             positions[path] = tried.count
             tried.append((dependency, SystemCall.realtimeNanoseconds()))
         }
-        return result.map { String(decoding: $0.bytes, as: UTF8.self) }
+        return result?.bytes
     }
 
     /// What the index entry lists; content hashes only for files whose ctime is within

@@ -118,9 +118,12 @@ public struct SeccompProfile: Sendable {
     public let denied: [String]
     /// Conditional allows, errno rules and conditional denies, parents' first.
     public let rules: [SyscallRule]
+    /// The profile's `[reasons]`, by syscall: why it refuses a call (in whole or in
+    /// part) that Docker's default allows. Documentation only: not part of the filter.
+    public let reasons: [String: String]
 
     init(name: String, path: String, description: String, files: [String], onViolation: ViolationMode,
-         errno: Int32, allowed: [String], denied: [String], rules: [SyscallRule]) {
+         errno: Int32, allowed: [String], denied: [String], rules: [SyscallRule], reasons: [String: String] = [:]) {
         self.name = name
         self.path = path
         self.description = description
@@ -130,6 +133,7 @@ public struct SeccompProfile: Sendable {
         self.allowed = allowed
         self.denied = denied
         self.rules = rules
+        self.reasons = reasons
         self.canonicalText = Self.canonical(onViolation: onViolation, errno: errno, allowed: allowed,
                                             denied: denied, rules: rules)
         self.contentHash = SHA256.hash(data: Array(canonicalText.utf8)).hexString
@@ -145,7 +149,21 @@ public struct SeccompProfile: Sendable {
     /// `seccomp.on_violation` overrides the profile's).
     public func withViolationMode(_ mode: ViolationMode) -> SeccompProfile {
         SeccompProfile(name: name, path: path, description: description, files: files, onViolation: mode,
-                       errno: errno, allowed: allowed, denied: denied, rules: rules)
+                       errno: errno, allowed: allowed, denied: denied, rules: rules, reasons: reasons)
+    }
+
+    /// What the filter does with one call: the same decision the compiled BPF makes,
+    /// for tests and for explaining a denial. `args` are the raw 64-bit registers.
+    public func decision(_ syscall: String, args: [UInt64] = []) -> SyscallRule.Action {
+        let own = rules.filter { $0.syscall == syscall }
+        // Fixed-errno and deny rules win over allows, as in the compiled filter.
+        for rule in own where rule.action != .allow && rule.conditions.allSatisfy({ $0.matches(args) }) {
+            return rule.action
+        }
+        if denied.contains(syscall) { return .deny }
+        if allowed.contains(syscall) { return .allow }
+        if own.contains(where: { $0.action == .allow && $0.conditions.allSatisfy { $0.matches(args) } }) { return .allow }
+        return .deny
     }
 
     /// True when the compiled filter hands violations to the supervisor

@@ -18,6 +18,7 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public static let EACCES = Errno(rawValue: Glibc.EACCES)
     public static let EBUSY = Errno(rawValue: Glibc.EBUSY)
     public static let EEXIST = Errno(rawValue: Glibc.EEXIST)
+    public static let ENODEV = Errno(rawValue: Glibc.ENODEV)
     public static let ENOTDIR = Errno(rawValue: Glibc.ENOTDIR)
     public static let EISDIR = Errno(rawValue: Glibc.EISDIR)
     public static let EINVAL = Errno(rawValue: Glibc.EINVAL)

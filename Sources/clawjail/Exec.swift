@@ -15,6 +15,11 @@ struct Exec: ParsableCommand {
         `tool` seccomp profile, no network, 256M of memory, 64 pids, one core and a \
         10 minute wall clock. It never sees any credentials.
 
+        Big programs need more than the defaults: a build with many workers wants \
+        --pids 512; a headless browser wants --memory 2G --pids 512 and Chromium's \
+        --no-sandbox (the jail is its sandbox; Chromium's own needs privileges a jail \
+        does not give). clawjail's last line says which limit a run hit.
+
         Exit status when clawjail itself ended the run: 124 timed out, 125 the jail \
         could not be set up, 126/127 the command could not be executed, 137 OOM-killed.
 

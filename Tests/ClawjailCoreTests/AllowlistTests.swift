@@ -206,6 +206,55 @@ struct AllowlistTests {
         #expect((try? AllowRule.parse("*.example.co.uk").get()) != nil)
     }
 
+    /// A host name of exactly `length` characters, in labels of at most 63.
+    static func name(length: Int) -> String {
+        var out = ""
+        var remaining = length
+        while remaining > 63 {
+            out += String(repeating: "a", count: 62) + "."
+            remaining -= 63
+        }
+        return out + String(repeating: "b", count: remaining)
+    }
+
+    @Test("a wildcard is refused when every name under it would be too long", arguments: [252, 253])
+    func wildcardThatCannotMatch(length: Int) {
+        let domain = Self.name(length: length)
+        #expect((try? Hostname.normalise(domain).get()) == domain, "the domain itself is a valid name")
+        for entry in ["*." + domain, "*." + domain + ".", "*." + domain + ":8443"] {
+            guard case .failure(let error) = AllowRule.parse(entry) else {
+                Issue.record("accepted \(entry.utf8.count)-character \(entry), which matches no name")
+                continue
+            }
+            #expect(error.message.contains("can match no host name"), "\(error)")
+            #expect(error.message.contains("at most 251 characters"), "\(error)")
+        }
+    }
+
+    @Test("the longest wildcard that can match is accepted, and matches")
+    func longestWildcard() throws {
+        let domain = Self.name(length: 251)
+        let l = try list(["*." + domain + "."])
+        #expect(l.rules.map(\.description) == ["*." + domain])
+        let longest = "x." + domain
+        #expect(longest.utf8.count == 253)
+        #expect(l.decide(host: longest, port: 443).isAllowed)
+        #expect(l.decide(host: longest + ".", port: 443).isAllowed)
+        #expect(l.decide(host: "xy." + domain, port: 443) == .denied(.badRequest), "254 characters is no host name")
+    }
+
+    @Test("the longest exact name is accepted, and matches; one more character is refused")
+    func longestExactName() throws {
+        let name = Self.name(length: 253)
+        let l = try list([name])
+        #expect(l.decide(host: name.uppercased() + ".", port: 80).isAllowed)
+        guard case .failure(let error) = AllowRule.parse(name + "b") else {
+            Issue.record("accepted a 254-character name")
+            return
+        }
+        #expect(error.message.contains("longer than 253 characters"), "\(error)")
+    }
+
     @Test("Allowlist(parsing:) throws the first bad entry")
     func parsingThrows() {
         #expect(throws: AllowlistError.self) { try Allowlist(parsing: ["ok.example.com", "*", "x.example.com"]) }

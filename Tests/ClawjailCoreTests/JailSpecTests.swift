@@ -344,6 +344,20 @@ struct ToolSpecTests {
         #expect(env(spec)["HTTPS_PROXY"] == NetworkLayout.proxyURL)
     }
 
+    @Test("allow_non_tls_443 reaches the plan: the agent's for its tool runs, unless tool.toml says")
+    func allowNonTLS443() throws {
+        let net = "[network]\nmode = \"egress\"\nallow = [\"api.anthropic.com\"]\n"
+        let agent = try agentConfig(net + "allow_non_tls_443 = true\n[tools]\nnetwork = \"egress\"\n")
+        #expect(JailSpec.forAgent(agent, hostEnvironment: [:]).network.allowNonTLS443)
+        #expect(!JailSpec.forAgent(try agentConfig(net), hostEnvironment: [:]).network.allowNonTLS443)
+        #expect(try tool(ToolRunOptions(argv: ["x"]), agentConfig: agent).network.allowNonTLS443)
+        let strict = try toolConfig(net)
+        #expect(!(try tool(ToolRunOptions(argv: ["x"]), toolConfig: strict, agentConfig: agent).network.allowNonTLS443))
+        let loose = try toolConfig(net + "allow_non_tls_443 = true\n")
+        #expect(try tool(ToolRunOptions(argv: ["x"]), toolConfig: loose).network.allowNonTLS443)
+        #expect(!(try tool(ToolRunOptions(argv: ["x"])).network.allowNonTLS443))
+    }
+
     @Test("a tool run never gets the agent's credentials or environment")
     func noCredentials() throws {
         let agent = try agentConfig("""

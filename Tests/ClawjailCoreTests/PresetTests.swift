@@ -16,6 +16,9 @@ struct PresetTests {
         #expect(c.ingress.count == 1 && c.ingress[0].port == 18789 && c.ingress[0].socket == "/run/clawjail/oc/gateway.sock")
         #expect(c.ingress[0].socketMode == 0o660)
         #expect(c.limits.memory == 2 << 30)
+        #expect(c.limits.pids == 512)
+        // The browser tool's headless Chromium keeps its shared memory in /dev/shm or /tmp.
+        #expect(c.limits.tmp == 512 << 20)
         #expect(c.env["NODE_ENV"] == "production")
     }
 
@@ -31,10 +34,12 @@ struct PresetTests {
             profile = "tool"
             [limits]
             memory = "512M"
+            tmp = "32M"
             """)
         #expect(c.network.mode == .none && c.network.allow.isEmpty)
         #expect(c.seccompProfile == "tool")
         #expect(c.limits.memory == 512 << 20)
+        #expect(c.limits.tmp == 32 << 20)
     }
 
     @Test("nanoclaw has no ingress; an unknown preset is an error with its position")

@@ -1254,3 +1254,78 @@ struct TOMLHostileInputTests {
                     "invalid number '1\(String(repeating: "x", count: 127))...'")
     }
 }
+
+// MARK: - Encoding
+
+/// ASCII parts of a byte document, so the bytes under test stand out:
+/// `u8("# caf") + [0xFF]`.
+private func u8(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+private func expectUTF8Error(_ input: [UInt8], at location: String, _ detail: String,
+                             sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+    do {
+        _ = try TOML.parse(utf8: input)
+        Issue.record("parsed without error: \(input)", sourceLocation: sourceLocation)
+    } catch {
+        #expect(error.location.description == location, "\(error)", sourceLocation: sourceLocation)
+        #expect(error.message == "invalid UTF-8: \(detail); TOML files must be UTF-8, so save the file as UTF-8 "
+                + "(an editor may have written it as Latin-1 or Windows-1252)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("TOML encoding")
+struct TOMLEncodingTests {
+    @Test func validUTF8ParsesAsText() throws {
+        let text = "\u{FEFF}s = \"é€😀\" # ü and a C1 control \u{85}\n'k€' = 'x'\n"
+        let table = try TOML.parse(utf8: Array(text.utf8))
+        #expect(render(table) == (try rendered(text)))
+        #expect(table["s"]?.string == "é€😀")
+        #expect(table.entry("k€")?.keyLocation == loc(2, 1))
+    }
+
+    @Test func invalidByteInComment() {
+        expectUTF8Error(u8("# caf") + [0xFF] + u8("\nname = 1\n"), at: "1:6", "byte 0xFF never appears in UTF-8")
+        expectUTF8Error(u8("a = 1\n# caf") + [0xE9] + u8(" au lait\n"), at: "2:6",
+                        "the sequence 0xE9 is cut short (3 bytes expected)")
+    }
+
+    @Test func overlongEncodings() {
+        // "/" as two and as three bytes.
+        expectUTF8Error(u8("v = \"a") + [0xC0, 0xAF] + u8("\""), at: "1:7", "byte 0xC0 only starts overlong encodings")
+        expectUTF8Error(u8("v = \"a") + [0xE0, 0x80, 0xAF] + u8("\""), at: "1:7", "bytes 0xE0 0x80 are an overlong encoding")
+        expectUTF8Error(u8("v = 'a") + [0xF0, 0x80, 0x80, 0xAF] + u8("'"), at: "1:7", "bytes 0xF0 0x80 are an overlong encoding")
+    }
+
+    @Test func encodedSurrogate() {
+        expectUTF8Error(u8("v = \"") + [0xED, 0xA0, 0x80] + u8("\""), at: "1:6",
+                        "bytes 0xED 0xA0 encode a surrogate (U+D800 to U+DFFF), which is not a character")
+        expectUTF8Error(u8("v = '''\n") + [0xED, 0xBF, 0xBF] + u8("'''"), at: "2:1",
+                        "bytes 0xED 0xBF encode a surrogate (U+D800 to U+DFFF), which is not a character")
+    }
+
+    @Test func outOfRangeAndStrayBytes() {
+        expectUTF8Error(u8("# ") + [0xF4, 0x90, 0x80, 0x80], at: "1:3", "bytes 0xF4 0x90 encode a value above U+10FFFF")
+        expectUTF8Error(u8("# ") + [0xF5, 0x80, 0x80, 0x80], at: "1:3", "byte 0xF5 never appears in UTF-8")
+        expectUTF8Error(u8("# x") + [0x80], at: "1:4", "byte 0x80 is a continuation byte with no character to continue")
+    }
+
+    @Test func truncatedSequences() {
+        // "€" is E2 82 AC.
+        expectUTF8Error(u8("# ") + [0xE2, 0x82], at: "1:3", "the file ends inside the sequence 0xE2 0x82")
+        expectUTF8Error(u8("v = \"") + [0xE2, 0x82] + u8("\""), at: "1:6", "the sequence 0xE2 0x82 is cut short (3 bytes expected)")
+        expectUTF8Error(u8("v = 1\n") + [0xF0, 0x9F, 0x98], at: "2:1", "the file ends inside the sequence 0xF0 0x9F 0x98")
+        // A byte order mark cut short is not one.
+        expectUTF8Error([0xEF, 0xBB], at: "1:1", "the file ends inside the sequence 0xEF 0xBB")
+    }
+
+    @Test func columnsCountCharactersBeforeTheBadByte() {
+        expectUTF8Error(u8("\u{FEFF}s = \"é😀") + [0xFF] + u8("\""), at: "1:8", "byte 0xFF never appears in UTF-8")
+        expectUTF8Error(u8("\u{FEFF}") + [0xFF], at: "1:1", "byte 0xFF never appears in UTF-8")
+    }
+
+    /// The whole file is checked before it is parsed, so a bad byte is reported even
+    /// when a syntax error comes earlier.
+    @Test func checkedBeforeParsing() {
+        expectUTF8Error(u8("a = \n# ") + [0xFF], at: "2:3", "byte 0xFF never appears in UTF-8")
+    }
+}

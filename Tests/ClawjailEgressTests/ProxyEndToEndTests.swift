@@ -138,21 +138,27 @@ struct ProxyEndToEndTests {
     }
 
     @Test("a reader that stops reading holds the sender back, and then gets every byte in order",
-          arguments: TunnelEngine.allCases)
-    func slowReader(engine: TunnelEngine) async throws {
+          arguments: TunnelEngine.allCases, [false, true])
+    func slowReader(engine: TunnelEngine, inspected: Bool) async throws {
         // A relay that read without bound (a BPF sockmap redirect, for one: the
         // kernel puts no limit on its queue) would take the whole flood into the
         // host's memory; TCP's windows must stall the sender instead.
         // Here the buffers in between hold about 6 MiB; an unbounded queue takes all.
+        // `inspected`: the port is a TLS port, so the tunnel starts only after
+        // the proxy has checked the ClientHello; the splice must then be the same.
         let total = 24 << 20
         let flood = try FloodServer(total: total)
         defer { flood.stop() }
         try await withProxy(allow: { _, _ in ["flood.test:\(flood.port)"] },
-                            configure: { c, _, _ in engine.apply(&c) }) { h, _, _ in
+                            configure: { c, _, _ in
+                                engine.apply(&c)
+                                if inspected { c.connectTLSPorts = [UInt16(flood.port)] }
+                            }) { h, _, _ in
             let c = try TestClient(port: h.proxyPort, timeoutSeconds: 10)
             var small: Int32 = 128 << 10
             setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-            c.send("CONNECT flood.test:\(flood.port) HTTP/1.1\r\n\r\n")
+            c.send(Array("CONNECT flood.test:\(flood.port) HTTP/1.1\r\n\r\n".utf8)
+                   + (inspected ? makeClientHello(sni: "flood.test") : []))
             var got = c.read(until: { $0.firstRange(of: Array("\r\n\r\n".utf8)) != nil })
             let head = try #require(got.firstRange(of: Array("\r\n\r\n".utf8)))
             #expect(String(decoding: got[..<head.lowerBound], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
@@ -184,6 +190,7 @@ struct ProxyEndToEndTests {
             c.shutdownWrite()
             #expect(await h.waitForAudit { $0.contains { $0.mode == .connect && $0.verdict == .allow } })
             let rec = try #require(h.audit.all.first { $0.mode == .connect })
+            #expect(rec.verdict == .allow)
             #expect(rec.bytesDown == UInt64(total))
         }
     }
@@ -540,6 +547,25 @@ struct ProxyEndToEndTests {
             #expect(rec.host == "tls.test")
             #expect(rec.dstIP == nil)  // 127.0.0.1 is not a synthetic address
             #expect(rec.bytesUp == UInt64(hello.count))
+        }
+    }
+
+    @Test("transparent TLS: a hello followed by part of a change_cipher_spec record passes", arguments: [1, 3, 4])
+    func transparentTLSTrailingRecord(cut: Int) async throws {
+        try await withProxy(allow: { _, e in ["tls.test:\(e)"] }, transparent: true,
+                            configure: { c, _, e in c.transparentTLSPort = UInt16(e) }) { h, _, echo in
+            let tlsPort = try #require(h.endpoints.transparentTLS?.port)
+            let hello = makeClientHello(sni: "tls.test")
+            let ccs: [UInt8] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01]
+            let c = try TestClient(port: tlsPort)
+            // One write, so the proxy's first read holds the hello and the cut record.
+            c.send(hello + ccs.prefix(cut))
+            usleep(30_000)
+            c.send(Array(ccs.dropFirst(cut)))
+            let stream = hello + ccs
+            let reply = c.read(until: { $0.count >= 5 + stream.count })
+            #expect(reply == Array("ECHO:".utf8) + stream)
+            #expect(h.denials().isEmpty)
         }
     }
 

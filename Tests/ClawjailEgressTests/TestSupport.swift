@@ -349,6 +349,33 @@ final class TestClient {
 
     func readToEOF() -> [UInt8] { read(until: { _ in false }) }
 
+    /// Reads until the peer closes or the receive timeout expires, and says
+    /// which: a test that expects the proxy to hang up must not pass because
+    /// its own timeout ran out.
+    func readUntilClosed() -> (bytes: [UInt8], closed: Bool) {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 {
+                out += buf[0..<n]
+                continue
+            }
+            // 0: EOF; ECONNRESET is a close too. EAGAIN is the timeout.
+            return (out, n == 0 || errno == ECONNRESET)
+        }
+    }
+
+    /// Sends each byte in its own segment (TCP_NODELAY), pausing between them.
+    func sendBytewise(_ bytes: [UInt8], pauseMicroseconds: UInt32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        for b in bytes {
+            send([b])
+            usleep(pauseMicroseconds)
+        }
+    }
+
     /// One HTTP response with a Content-Length (or to EOF without one).
     func readResponse() -> HTTPTestResponse? {
         var raw: [UInt8] = []
@@ -644,6 +671,11 @@ final class FloodServer: Sendable {
                 }
                 off += n
             }
+            // Read what the client sent (a ClientHello, say): closing a socket
+            // with unread bytes sends a reset, and a reset makes the path
+            // discard the flood's tail before the client has read it.
+            var sink = [UInt8](repeating: 0, count: 4096)
+            while sink.withUnsafeMutableBytes({ recv(c, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
         }
     }
 

@@ -231,6 +231,95 @@ struct TLSClientHelloTests {
         hello = [22, 3, 1, UInt8(hs.count >> 8), UInt8(hs.count & 0xFF)] + hs
         #expect(TLSClientHello.parse(hello) == .invalid)
     }
+
+    /// A change_cipher_spec record (TLS 1.3 middlebox compatibility mode sends
+    /// one right behind the ClientHello) and the start of an application-data
+    /// record (0-RTT early data), as a read may cut them.
+    static let ccsRecord: [UInt8] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01]
+    static let earlyData: [UInt8] = [0x17, 0x03, 0x03, 0x00, 0x20] + [UInt8](repeating: 0xEE, count: 32)
+
+    @Test("a complete hello is decided whatever part of the next record follows it", arguments: [
+        ("ccs", ccsRecord), ("early data", earlyData),
+    ])
+    func trailingRecord(name: String, tail: [UInt8]) {
+        for hello in [makeClientHello(sni: "api.example.com"),
+                      splitIntoRecords(makeClientHello(sni: "api.example.com", padding: 400), pieces: 2)] {
+            for n in 0...tail.count {
+                #expect(TLSClientHello.parse(hello + tail.prefix(n)) == .serverName("api.example.com"),
+                        "\(name): hello + \(n) bytes")
+            }
+        }
+        let bare = makeClientHello(sni: nil)
+        for n in 0...tail.count {
+            #expect(TLSClientHello.parse(bare + tail.prefix(n)) == .noServerName, "\(name), no SNI: hello + \(n) bytes")
+        }
+    }
+
+    /// Hellos and what follows them in the first flight, with the answer each
+    /// whole stream must get.
+    static let streams: [(label: String, bytes: [UInt8], answer: ClientHelloResult)] = {
+        let sni = makeClientHello(sni: "api.example.com", padding: 200)
+        let bare = makeClientHello(sni: nil, padding: 50)
+        let twoRecords = splitIntoRecords(makeClientHello(sni: "two.example.com", padding: 300), pieces: 2)
+        let manyRecords = splitIntoRecords(makeClientHello(sni: "many.example.com", padding: 100), pieces: 40)
+        var serverHello = makeClientHello(sni: "x.example.com")
+        serverHello[5] = 2  // a ServerHello where a ClientHello belongs
+        var out: [(String, [UInt8], ClientHelloResult)] = []
+        for (label, hello, answer) in [
+            ("sni", sni, ClientHelloResult.serverName("api.example.com")),
+            ("no sni", bare, .noServerName),
+            ("two records", twoRecords, .serverName("two.example.com")),
+            ("forty records", manyRecords, .serverName("many.example.com")),
+            ("server hello", serverHello, .invalid),
+        ] {
+            out.append((label, hello, answer))
+            out.append((label + " + ccs", hello + ccsRecord, answer))
+            out.append((label + " + ccs + early data", hello + ccsRecord + earlyData, answer))
+        }
+        return out
+    }()
+
+    @Test("every prefix gives needMore or the answer for the whole stream")
+    func segmentationIndependent() {
+        // The proxy parses everything received so far after each read, so
+        // whatever the segmentation, each answer it sees is that of a prefix.
+        for s in Self.streams {
+            #expect(TLSClientHello.parse(s.bytes) == s.answer, "\(s.label): whole stream")
+            var firstFinal: Int?
+            for n in 0...s.bytes.count {
+                let r = TLSClientHello.parse(s.bytes.prefix(n))
+                if r == .needMore {
+                    #expect(firstFinal == nil, "\(s.label): needMore at \(n) after an answer at \(firstFinal ?? -1)")
+                } else {
+                    firstFinal = firstFinal ?? n
+                    #expect(r == s.answer, "\(s.label): prefix \(n) answered \(r)")
+                }
+            }
+        }
+    }
+
+    @Test("the size bound counts bytes of the stream, not bytes that have arrived")
+    func sizeBound() {
+        let limit = TLSClientHello.maxFirstFlightBytes
+        // One ClientHello message, in 4-byte records: over the bound with its headers.
+        let hello = makeClientHello(sni: "big.example.com", padding: 16_200)
+        let tiny = splitIntoRecords(hello, pieces: (hello.count - 5 + 3) / 4)
+        #expect(tiny.count > limit)
+        #expect(TLSClientHello.parse(tiny) == .invalid)
+        for n in stride(from: 0, through: tiny.count, by: 97) + [limit - 1, limit, limit + 1] {
+            let r = TLSClientHello.parse(tiny.prefix(n))
+            #expect(r == (n < limit ? .needMore : .invalid), "prefix \(n)")
+        }
+        // The same message in 16 records is more than 16 KiB on the wire but
+        // within the bound, and taken however it arrives.
+        let sixteen = splitIntoRecords(hello, pieces: 16)
+        #expect(sixteen.count > TLSClientHello.maxBufferedBytes && sixteen.count < limit)
+        #expect(TLSClientHello.parse(sixteen) == .serverName("big.example.com"))
+        #expect(TLSClientHello.parse(sixteen + Self.earlyData) == .serverName("big.example.com"))
+        for n in stride(from: 0, to: sixteen.count, by: 101) {
+            #expect(TLSClientHello.parse(sixteen.prefix(n)) == .needMore, "prefix \(n)")
+        }
+    }
 }
 
 @Suite("Request targets and config parsing")

@@ -237,5 +237,21 @@ extension Privileged {
             let check = try Harness.clawjail(["check", dir + "/agent.toml"])
             #expect(check.status == 78)
         }
+
+        @Test("a config that is not UTF-8 fails check and run at the bad byte, before anything is created")
+        func notUTF8() throws {
+            let dir = try Harness.tempDirectory("badutf8")
+            defer { Harness.remove(dir) }
+            // "café" in a comment, as a Latin-1 editor writes it.
+            let bytes = Array("name = \"cjt-utf8\"\ncommand = [\"/bin/true\"]\n# caf".utf8) + [0xE9, 0x0A]
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/agent.toml"))
+            for verb in ["check", "run"] {
+                let r = try Harness.clawjail([verb, dir + "/agent.toml"])
+                #expect(r.status == 78, "\(r)")
+                #expect(r.stderr.contains("agent.toml:3:6: invalid UTF-8: the sequence 0xE9 is cut short"), "\(r)")
+                #expect(r.stderr.contains("save the file as UTF-8"), "\(r)")
+            }
+            #expect(Harness.leftoverCgroups(named: "cjt-utf8").isEmpty)
+        }
     }
 }

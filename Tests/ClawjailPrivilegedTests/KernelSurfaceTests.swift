@@ -15,9 +15,14 @@ extension Privileged {
         /// checks is on the deny list.
         static let allowed: Set<String> = ["read", "write", "openat", "fstat", "getpid", "ioctl_fionread", "ioctl_tcgets",
                                            "socket_unix", "socket_inet_stream", "socket_inet6_dgram", "clone_plain",
-                                           "syncfs_noop"]
+                                           "syncfs_noop", "socket_netlink_route", "personality_query", "personality_query_raw64",
+                                           "personality_linux",
+                                           // make, file watchers and Chromium (issue 20)
+                                           "setresuid_same", "setresgid_same", "capset", "inotify_init1", "inotify_add_watch",
+                                           "sched_setaffinity", "sched_setattr", "landlock_create_ruleset", "seccomp_action_avail",
+                                           "semctl"]
         /// Differ between agent (allowed) and tool (denied).
-        static let agentOnly: Set<String> = ["socket_netlink_route", "personality_query", "personality_linux"]
+        static let agentOnly: Set<String> = ["io_setup"]
 
         func sysprobe(_ options: [String]) throws -> [String: String] {
             let probe = try Harness.probe("sysprobe")

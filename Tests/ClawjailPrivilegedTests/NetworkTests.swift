@@ -145,6 +145,49 @@ extension Privileged {
             Self.finish(net)
         }
 
+        // MARK: domain fronting through CONNECT
+
+        @Test("CONNECT to 443: a ClientHello for another name gets access_denied, a plain request a 403, and neither reaches the site")
+        func connectFronting() throws {
+            let net = try FakeInternet.start()
+            defer { net.stop() }
+            // The fronting client does not check the certificate: on a shared CDN
+            // the front end would present a valid one for evil.example, and here the
+            // handshake must fail because of the proxy, not because of the test's cert.
+            var frontedStep = ClientStep.connect("fronted", "allowed.example:443",
+                                                 then: ClientStep.request("/fronted", host: "evil.example"), sni: "evil.example")
+            frontedStep.dict["cafile"] = nil
+            let steps: [ClientStep] = [
+                frontedStep,
+                .connect("plain", "allowed.example:443", then: ClientStep.request("/plain", host: "allowed.example")),
+                .connect("matching", "allowed.example:443", then: ClientStep.request("/matching", host: "allowed.example"),
+                         sni: "allowed.example"),
+            ]
+            let run = try net.runClient(steps, options: ["--resolver", Self.dns, "--allow", "allowed.example"])
+            #expect(run.process.status == 0, "\(run)")
+
+            // A real TLS client (Python's ssl) reads the proxy's alert as the server's.
+            let fronted = try Self.step(run, "fronted")
+            #expect(fronted.result == "SSLError:TLSV1_ALERT_ACCESS_DENIED", "\(fronted)")
+            let plain = try Self.step(run, "plain")
+            #expect(plain.status == 200 && plain.inner?.status == 403 && plain.inner?.deny == "not-tls", "\(plain)")
+            try Self.expectReached(run, "matching", site: Self.allowed, port: 443)
+
+            // The site saw the matching handshake only.
+            #expect(Set(net.requests(at: Self.allowed).compactMap { $0["path"] as? String }) == ["/matching"])
+            #expect(!net.serverLog().contains { $0["ev"] as? String == "tls" && $0["sni"] as? String != "allowed.example" },
+                    "\(net.dump)")
+            #expect(net.forbiddenContacts().isEmpty, "\(net.forbiddenContacts())")
+
+            let decisions = try Self.audit(net).filter { $0["mode"] == "connect" }
+            #expect(decisions.contains { $0.kind == "egress.deny" && $0["rule"] == "sni-mismatch" && $0["host"] == "allowed.example"
+                && $0["port"] == "443" && $0["reason"] == "sni mismatch: evil.example for allowed.example" }, "\(decisions)")
+            #expect(decisions.contains { $0.kind == "egress.deny" && $0["rule"] == "not-tls" && $0["host"] == "allowed.example" },
+                    "\(decisions)")
+            #expect(decisions.filter { $0.kind == "egress.allow" }.count == 1, "\(decisions)")
+            Self.finish(net)
+        }
+
         // MARK: metadata and private addresses
 
         /// IP literals in the encodings some client, resolver or URL parser accepts, and

@@ -105,4 +105,45 @@ struct SeccompDockerTests {
             #expect(!agent.allowed.contains(name), "\(name)")
         }
     }
+
+    /// Arguments that satisfy one of Docker's condition sets (the value it compares with).
+    static func sample(_ conditions: [SyscallCondition]) -> [UInt64] {
+        var args = [UInt64](repeating: 0, count: 6)
+        for c in conditions {
+            switch c.op {
+            case .eq, .le, .ge, .maskedEq: args[c.arg] = c.value
+            case .lt: args[c.arg] = c.value &- 1
+            case .gt, .ne: args[c.arg] = c.value &+ 1
+            }
+        }
+        return args
+    }
+
+    /// Every call Docker's default allows (for a container with no extra capabilities)
+    /// that a shipped profile refuses, whole or for some arguments, says why in the
+    /// profile's [reasons]: stricter than Docker only on purpose.
+    @Test(.enabled(if: SeccompFixtures.dockerProfileAvailable,
+                   "needs ../shared/data/docker-default-seccomp.json (not shipped with the project)"))
+    func everyDenialStricterThanDockerHasAReason() throws {
+        let docker = try SeccompDockerReference(path: SeccompFixtures.dockerProfile)
+        for name in ["agent", "tool", "openclaw", "nanoclaw"] {
+            let profile = try SeccompFixtures.load(name)
+            var unexplained: [String] = []
+            for syscall in docker.unconditional.sorted() where SyscallTable.number(of: syscall) != nil {
+                let carved = profile.rules.contains { $0.syscall == syscall && $0.action != .allow }
+                let whole = profile.allowed.contains(syscall) && !carved
+                if !whole && profile.reasons[syscall] == nil { unexplained.append(syscall) }
+            }
+            for (syscall, sets) in docker.conditional.sorted(by: { $0.key < $1.key })
+            where SyscallTable.number(of: syscall) != nil && !docker.unconditional.contains(syscall) {
+                for conditions in sets {
+                    let args = Self.sample(conditions)
+                    if profile.decision(syscall, args: args) != .allow && profile.reasons[syscall] == nil {
+                        unexplained.append("\(syscall)(0x\(String(args[0], radix: 16)), ...)")
+                    }
+                }
+            }
+            #expect(unexplained.isEmpty, "\(name) refuses what Docker allows, with no [reasons] entry: \(unexplained)")
+        }
+    }
 }

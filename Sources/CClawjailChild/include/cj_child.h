@@ -31,9 +31,9 @@ enum cj_op_kind {
     CJ_OP_DEVPTS,         /* mount a new devpts instance at path */
     CJ_OP_MASK,           /* hide path: a file gets dev/null bound over it, a directory a read-only bind of arg (an empty dir) */
     CJ_OP_READONLY,       /* bind path onto itself and make it read-only */
-    CJ_OP_SETATTR,        /* mount_setattr(path, mattr) on an existing mount */
     CJ_OP_WRITE_EXISTING, /* write arg into an existing file (a sysctl under proc/sys) */
-    CJ_OP_BIND_SELF,      /* bind path onto itself (not recursive): a mount that later binds land in */
+    CJ_OP_WHITEOUT,       /* create path as an overlayfs whiteout (char device 0/0): hides it in the layer below */
+    CJ_OP_OVERLAY,        /* mount a read-only overlayfs at path: options arg (lowerdir=...), MS_* flags mflags */
 };
 
 /* op flags */

@@ -1,6 +1,6 @@
 // The four TOML string forms. Each function starts at the opening delimiter and leaves
-// `pos` after the closing one. The input is a Swift String, so it is valid UTF-8 and
-// slices cut at ASCII delimiters decode without loss.
+// `pos` after the closing one. The input is valid UTF-8 (a Swift String, or file bytes
+// that `checkUTF8` has passed), so slices cut at ASCII delimiters decode without loss.
 
 extension TOMLParser {
     /// `"..."`: escapes allowed, no newlines.

@@ -44,7 +44,11 @@ struct TOMLParser {
     private var locationCache: (offset: Int, line: Int, column: Int)
 
     init(_ text: String) {
-        bytes = Array(text.utf8)
+        self.init(bytes: Array(text.utf8))
+    }
+
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
         let start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
         pos = start
         var starts = [start]
@@ -53,6 +57,85 @@ struct TOMLParser {
         }
         lineStarts = starts
         locationCache = (start, 1, 1)
+    }
+
+    // MARK: - Encoding
+
+    /// TOML 1.0 requires the document to be valid UTF-8. Checked over the whole input
+    /// before parsing, so a file with a stray Latin-1 byte in a comment is refused at
+    /// that byte rather than read with U+FFFD in its place.
+    mutating func checkUTF8() throws(TOMLError) {
+        if let problem = Self.firstInvalidUTF8(bytes, from: pos) {
+            throw error("invalid UTF-8: \(problem.reason); TOML files must be UTF-8, so save the file "
+                        + "as UTF-8 (an editor may have written it as Latin-1 or Windows-1252)", at: problem.offset)
+        }
+    }
+
+    /// The first ill-formed sequence at or after `start` (Unicode 15, table 3-7), with
+    /// the offset of its first byte.
+    static func firstInvalidUTF8(_ bytes: [UInt8], from start: Int) -> (offset: Int, reason: String)? {
+        func hex(_ slice: ArraySlice<UInt8>) -> String {
+            slice.map { "0x" + String($0, radix: 16, uppercase: true) }.joined(separator: " ")
+        }
+        var index = start
+        while index < bytes.count {
+            let lead = bytes[index]
+            if lead < 0x80 {
+                index += 1
+                continue
+            }
+            // The sequence length, and the range the second byte must fall in: the
+            // narrow ranges are what exclude overlong forms, surrogates and values
+            // above U+10FFFF.
+            let length: Int
+            var second: ClosedRange<UInt8> = 0x80...0xBF
+            var secondProblem = ""
+            switch lead {
+            case 0x80...0xBF:
+                return (index, "byte \(hex(bytes[index...index])) is a continuation byte with no character to continue")
+            case 0xC0, 0xC1:
+                return (index, "byte \(hex(bytes[index...index])) only starts overlong encodings")
+            case 0xC2...0xDF:
+                length = 2
+            case 0xE0:
+                length = 3
+                second = 0xA0...0xBF
+                secondProblem = "are an overlong encoding"
+            case 0xED:
+                length = 3
+                second = 0x80...0x9F
+                secondProblem = "encode a surrogate (U+D800 to U+DFFF), which is not a character"
+            case 0xE1...0xEF:
+                length = 3
+            case 0xF0:
+                length = 4
+                second = 0x90...0xBF
+                secondProblem = "are an overlong encoding"
+            case 0xF4:
+                length = 4
+                second = 0x80...0x8F
+                secondProblem = "encode a value above U+10FFFF"
+            case 0xF1...0xF3:
+                length = 4
+            default:
+                return (index, "byte \(hex(bytes[index...index])) never appears in UTF-8")
+            }
+            for offset in 1..<length {
+                guard index + offset < bytes.count else {
+                    return (index, "the file ends inside the sequence \(hex(bytes[index...]))")
+                }
+                let byte = bytes[index + offset]
+                if offset == 1 && byte >= 0x80 && byte <= 0xBF && !second.contains(byte) {
+                    return (index, "bytes \(hex(bytes[index...(index + 1)])) \(secondProblem)")
+                }
+                guard byte >= 0x80 && byte <= 0xBF else {
+                    return (index, "the sequence \(hex(bytes[index..<(index + offset)])) is cut short "
+                                   + "(\(length) bytes expected)")
+                }
+            }
+            index += length
+        }
+        return nil
     }
 
     // MARK: - Document

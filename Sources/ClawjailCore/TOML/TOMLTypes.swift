@@ -162,5 +162,14 @@ public enum TOML {
         return try parser.parseDocument()
     }
 
+    /// Parses a document as read from a file. Bytes that are not UTF-8 are an error
+    /// located at the first of them, never replaced with U+FFFD: TOML 1.0 requires
+    /// UTF-8, and a config must mean exactly what its bytes say.
+    public static func parse(utf8 bytes: [UInt8]) throws(TOMLError) -> TOMLTable {
+        var parser = TOMLParser(bytes: bytes)
+        try parser.checkUTF8()
+        return try parser.parseDocument()
+    }
+
     public static let maximumNestingDepth = 128
 }

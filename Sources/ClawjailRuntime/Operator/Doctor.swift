@@ -67,6 +67,7 @@ public enum Doctor {
         c.cgroups()
         c.userNamespaces()
         c.kernel()
+        c.overlayfs()
         c.codePages()
         c.stateDirectory()
         c.runDirectory()
@@ -227,6 +228,23 @@ struct Checker {
                 fix: "run clawjail as root, or give it an AppArmor profile with the `userns,` rule")
         } else {
             add("userns.apparmor", "user namespaces", .ok, "no AppArmor user namespace restriction in the way")
+        }
+    }
+
+    /// Every jail's /etc is a read-only overlay over the host's (RootfsBuilder).
+    mutating func overlayfs() {
+        let known = ((try? FileSystem.readText("/proc/filesystems")) ?? "").split(separator: "\n")
+            .contains { $0.split(whereSeparator: { $0 == "\t" || $0 == " " }).last == "overlay" }
+        var uts = utsname()
+        _ = uname(&uts)
+        let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if known {
+            add("overlayfs", "kernel", .ok, "overlayfs is available (each jail's /etc is a read-only overlay over the host's)")
+        } else if FileSystem.exists("/lib/modules/\(release)/kernel/fs/overlayfs") {
+            add("overlayfs", "kernel", .info, "overlayfs is a module that is not loaded yet; the first jail loads it")
+        } else {
+            add("overlayfs", "kernel", .critical, "this kernel has no overlayfs: no jail can build its /etc",
+                fix: "modprobe overlay, or use a kernel built with CONFIG_OVERLAY_FS")
         }
     }
 
