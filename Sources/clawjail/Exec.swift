@@ -85,7 +85,7 @@ struct Exec: ParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM/SIGINT, how long the command gets to exit before SIGKILL (default 10s).", valueName: "DURATION"))
     var grace: String?
 
-    @Option(name: .customLong("record-retry"), help: ArgumentHelp("When the state directory cannot be written (full disk), how long to keep retrying the run's record after the command ends (default 5s); its outcome is kept meanwhile and recorded later.", valueName: "DURATION"))
+    @Option(name: .customLong("record-retry"), help: ArgumentHelp("When the state directory is full (or its disk fails) as the command ends, how long to keep retrying its record (default 5s; 0 does not wait). The exit status stays the command's. An end still unrecorded is kept in STATE_DIR/run-ends/, shows as 'end not recorded' in ps and logs, and is recorded by the next `clawjail ps` or `logs` that can write.", valueName: "DURATION"))
     var recordRetry: String?
 
     @Flag(help: "Do not print the one-line result on stderr.")
