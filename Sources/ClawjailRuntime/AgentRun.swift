@@ -12,6 +12,9 @@ public struct AgentRunRequest {
     public var configPath: String
     public var layout: HostLayout
     public var graceMs: UInt64 = 10_000
+    /// How long the supervisor retries the run's end record after the jail has ended,
+    /// when the state directory cannot be written (RunRecorder).
+    public var recordRetryMs: UInt64 = 30_000
     public init(configPath: String, layout: HostLayout) {
         self.configPath = configPath
         self.layout = layout
@@ -37,7 +40,7 @@ public enum AgentRun {
             try store.upsertAgent(name: name, configPath: Paths.normalizeAbsolute(absolutePath(r.configPath)) ?? r.configPath)
             range = try store.uidRange(forAgent: name)
         } catch {
-            throw StoreAccess.wrap(error, "allocating the uid range of \(name)")
+            throw StoreAccess.wrapStart(error, "allocating the uid range of \(name)")
         }
         let ids = IdMap(base: UInt32(range.base), count: UInt32(range.count))
 
@@ -52,10 +55,13 @@ public enum AgentRun {
         do {
             runID = try store.beginRun(agent: name, kind: .agent, supervisorPid: getpid(),
                                        supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
-                                       planHash: manifest.hash, manifestJSON: manifest.json)
+                                       planHash: manifest.hash, manifestJSON: manifest.json,
+                                       endReserveBytes: r.layout.recordReserveBytes)
         } catch {
-            throw StoreAccess.wrap(error, "recording the start of \(name)")
+            throw StoreAccess.wrapStart(error, "recording the start of \(name)")
         }
+        let recorder = RunRecorder(store: store, runID: runID, agent: name, label: "run \(runID) of agent \(name)")
+        let retryNs = r.recordRetryMs * 1_000_000
 
         // The agent's output reaches the terminal and the journal escaped and redacted.
         let out: (read: FD, write: FD)
@@ -71,7 +77,7 @@ public enum AgentRun {
         request.seccompBPF = seccomp.filter.bpf
         request.seccompFlags = seccomp.flags
         if NetworkHook.isNeeded(for: spec) {
-            request.hooks.append(NetworkAudit.hook(spec: spec, store: store, runID: runID))
+            request.hooks.append(NetworkAudit.hook(spec: spec, recorder: recorder))
             request.resolvConf = NetworkHook.resolvConf(for: spec)
         }
         request.lock = lock
@@ -84,7 +90,8 @@ public enum AgentRun {
             err.write.close()
             out.read.close()
             err.read.close()
-            try? store.endRun(id: runID, outcome: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0))
+            _ = recorder.finish(end: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0),
+                                summary: "setup failed", retryForNs: retryNs)
             throw error
         }
         out.write.close()
@@ -94,7 +101,7 @@ public enum AgentRun {
         // Violations (log and kill modes): a line on our stderr and an audit event.
         let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in
             Log.error(SeccompSetup.logLine(v, jail: name))
-            _ = try? store.append(AuditEventInput(agent: name, kind: "seccomp.violation", runID: runID, payload: [
+            recorder.enqueue(AuditEventInput(agent: name, kind: "seccomp.violation", runID: runID, payload: [
                 "syscall": .string(v.syscall), "number": .int(Int64(v.number)), "pid": .int(Int64(v.pid)),
                 "response": .string(v.response.rawValue), "profile": .string(seccomp.profileName),
             ]))
@@ -110,11 +117,8 @@ public enum AgentRun {
         notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }
         let summary = result.summary(limits: spec.limits)
-        do {
-            try store.endRun(id: runID, outcome: StoreAccess.outcome(result))
-        } catch {
-            Log.warning("could not record the end of the run: \(error)")
-        }
+        // The status stays the agent's even when its end could not be recorded: see RunRecorder.
+        _ = recorder.finish(end: StoreAccess.outcome(result), summary: summary, retryForNs: retryNs)
         Log.info("agent \(name) \(summary)")
         for hint in result.hints(for: spec) { Log.info("hint: " + hint) }
         return result.exitStatus
@@ -253,9 +257,36 @@ enum StoreAccess {
             if case .alreadyRunning = s.code {
                 return ClawjailError(.conflict, s.description)
             }
+            if s.code == .full || s.isRetryable {
+                return ClawjailError(.state, "state database error while \(doing): \(s.cause)", hint: s.message)
+            }
             return ClawjailError(.state, "state database error while \(doing)", cause: s.description)
         }
         return ClawjailError(.state, "state database error while \(doing)", cause: error)
+    }
+
+    /// For the writes before a jail starts: a jail whose record cannot be written does
+    /// not run (it would run unaudited), and the error says so.
+    static func wrapStart(_ error: any Error, _ doing: String) -> ClawjailError {
+        var e = wrap(error, doing)
+        if let s = error as? StoreError, s.code == .full || s.isRetryable {
+            e.message += "; the jail does not start without its record"
+        }
+        return e
+    }
+
+    /// `markLostRuns` for the read-only operator commands: when the state directory is
+    /// full they still show what is recorded (readers derive lost and unrecorded ends
+    /// themselves), with a warning instead of failing.
+    static func settleRuns(_ store: Store) throws(ClawjailError) {
+        do {
+            try store.markLostRuns()
+        } catch let e as StoreError where e.isRetryable {
+            Log.warning("could not write down the runs of dead supervisors in \(store.directory) (\(e.cause)); "
+                        + "showing them as they are: free space in \(store.directory)")
+        } catch {
+            throw wrap(error, "marking runs of dead supervisors as lost")
+        }
     }
 
     static func outcome(_ r: RunResult) -> RunOutcome {

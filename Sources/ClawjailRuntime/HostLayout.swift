@@ -14,6 +14,11 @@ public struct HostLayout: Sendable {
     public var cacheDirectory: String
     /// Where named seccomp profiles are looked up, in order.
     public var profileSearchPath: [String]
+    /// Bytes reserved in the state directory per run for its end record
+    /// (ClawjailStore/RunEnds.swift). CLAWJAIL_RECORD_RESERVE (a size: 0, 64K, 1M)
+    /// changes it: 0 for a state directory too small to spare it, and for the tests
+    /// that need a disk that stays full.
+    public var recordReserveBytes: Int64
 
     public init(stateDirectory: String? = nil, environment: [String: String] = ProcessInfoLite.environment()) {
         self.stateDirectory = stateDirectory ?? environment["CLAWJAIL_STATE_DIR"] ?? Defaults.stateDirectory
@@ -25,6 +30,9 @@ public struct HostLayout: Sendable {
         }
         search += HostLayout.bundledProfileDirectories() + ["/etc/clawjail/profiles", "/usr/local/share/clawjail/profiles"]
         self.profileSearchPath = search
+        // A value that is not a size keeps the default: a typo must not remove the reserve.
+        let reserve = environment["CLAWJAIL_RECORD_RESERVE"].flatMap { v in v == "0" ? 0 : try? Units.parseSize(v) }
+        self.recordReserveBytes = reserve.map { Int64(clamping: $0) } ?? 128 * 1024
     }
 
     /// profiles/ next to the binary's source tree (a build in .build/<config>/clawjail)

@@ -26,6 +26,10 @@ public struct ToolRunRequest {
     public var agentName: String?
     public var quiet = false
     public var graceMs: UInt64 = 10_000
+    /// How long the supervisor retries the run's records after the jail has ended, when
+    /// the state directory cannot be written (RunRecorder). Shorter than `run`'s: the
+    /// agent runtime that called exec waits for it.
+    public var recordRetryMs: UInt64 = 5_000
     /// --json-status FD
     public var statusFD: Int32?
     public var layout: HostLayout
@@ -77,7 +81,7 @@ extension ToolRun {
             let s = try StoreAccess.open(r.layout)
             store = s
             let record: AgentRecord?
-            do { record = try s.agent(name: agent) } catch { throw StoreAccess.wrap(error, "looking up agent \(agent)") }
+            do { record = try s.agent(name: agent) } catch { throw StoreAccess.wrapStart(error, "looking up agent \(agent)") }
             guard let record else {
                 throw ClawjailError(.notFound, "no agent named \(agent)", hint: "an agent is known once `clawjail run` has started it")
             }
@@ -85,7 +89,7 @@ extension ToolRun {
             do {
                 let range = try s.uidRange(forAgent: agent)
                 ids = IdMap(base: range.base, count: range.count)
-            } catch { throw StoreAccess.wrap(error, "reading the uid range of \(agent)") }
+            } catch { throw StoreAccess.wrapStart(error, "reading the uid range of \(agent)") }
         }
         let shortID = newRunID()
         let spec: JailSpec
@@ -114,22 +118,28 @@ extension ToolRun {
             do {
                 runID = try store.beginRun(agent: agent, kind: .tool, supervisorPid: getpid(),
                                            supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
-                                           planHash: manifest.hash, manifestJSON: manifest.json)
-            } catch { throw StoreAccess.wrap(error, "recording the tool run of \(agent)") }
+                                           planHash: manifest.hash, manifestJSON: manifest.json,
+                                           endReserveBytes: r.layout.recordReserveBytes)
+            } catch { throw StoreAccess.wrapStart(error, "recording the tool run of \(agent)") }
         }
+        let agentForAudit = r.agentName ?? ""
+        let recorder = store.map { s in
+            RunRecorder(store: s, runID: runID, agent: agentForAudit,
+                        label: runID.map { "tool run \($0) of agent \(agentForAudit)" } ?? "tool run \(spec.name)")
+        }
+        let retryNs = r.recordRetryMs * 1_000_000
         var request = LaunchRequest(spec: spec, ids: ids, layout: r.layout, cgroups: cgroups)
         request.pendingSeccomp = seccompWork
         if NetworkHook.isNeeded(for: spec) {
-            request.hooks.append(NetworkAudit.hook(spec: spec, store: store, runID: runID))
+            request.hooks.append(NetworkAudit.hook(spec: spec, recorder: recorder))
             request.resolvConf = NetworkHook.resolvConf(for: spec)
         }
         let jail: RunningJail
         do {
             jail = try Launcher.start(request)
         } catch {
-            if let store, let runID {
-                try? store.endRun(id: runID, outcome: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0))
-            }
+            let failed = RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0)
+            _ = recorder?.finish(end: runID == nil ? nil : failed, summary: "setup failed", retryForNs: retryNs)
             writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: nil, failure: error)
             throw error
         }
@@ -140,11 +150,10 @@ extension ToolRun {
             throw error
         }
         let name = spec.name
-        let agentForAudit = r.agentName ?? ""
-        let auditStore = store, auditRunID = runID
+        let auditRunID = runID
         let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in
             Log.error(SeccompSetup.logLine(v, jail: name))
-            _ = try? auditStore?.append(AuditEventInput(agent: agentForAudit, kind: "seccomp.violation", runID: auditRunID, payload: [
+            recorder?.enqueue(AuditEventInput(agent: agentForAudit, kind: "seccomp.violation", runID: auditRunID, payload: [
                 "syscall": .string(v.syscall), "number": .int(Int64(v.number)), "pid": .int(Int64(v.pid)),
                 "response": .string(v.response.rawValue), "profile": .string(seccomp.profileName),
             ]))
@@ -161,29 +170,34 @@ extension ToolRun {
         notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }
         Trace.mark("cleaned up")
-        if let store, let runID {
-            do { try store.endRun(id: runID, outcome: StoreAccess.outcome(result)) } catch {
-                Log.warning("could not record the end of the run: \(error)")
-            }
-        }
+        // The status stays the tool's even when its end could not be recorded: see RunRecorder.
+        let record = recorder?.finish(end: runID == nil ? nil : StoreAccess.outcome(result),
+                                      summary: result.summary(limits: spec.limits), retryForNs: retryNs)
         let hints = result.hints(for: spec)
         if !r.quiet {
             Log.info("\(spec.name) \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)")
             for hint in hints { Log.info("hint: " + hint) }
         }
         writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: result, failure: nil,
-                    limits: spec.limits, hints: hints)
+                    limits: spec.limits, record: record, hints: hints)
         return result.exitStatus
     }
 
     /// --json-status FD: one JSON object, one line, for runtimes that should not parse
     /// stderr. Fields: run_id, agent, end (exited|signaled|oom|timeout|setup-failed|
     /// exec-failed), exit_status, exit_code or signal, message, duration_ms,
-    /// memory_peak_bytes, cpu_usec, oom_kills, pids_limit_hits, hints (what to do, as on stderr).
+    /// memory_peak_bytes, cpu_usec, oom_kills, pids_limit_hits, hints (what to do, as on
+    /// stderr); and when the store was written, recorded (false when the run's records
+    /// could not all be written) with record_error saying why.
     static func writeStatus(_ fd: Int32?, runID: String, agent: String?, result: RunResult?, failure: ClawjailError?,
-                            limits: JailSpec.Limits? = nil, hints: [String] = []) {
+                            limits: JailSpec.Limits? = nil, record: RunRecorder.EndRecord? = nil,
+                            hints: [String] = []) {
         guard let fd else { return }
         var o: [String: JSONValue] = ["run_id": .string(runID), "agent": agent.map { .string($0) } ?? .null]
+        if let record {
+            o["recorded"] = .bool(record.recorded && record.problem == nil)
+            if let problem = record.problem { o["record_error"] = .string(problem) }
+        }
         if let result {
             o["end"] = .string(result.endKind)
             o["exit_status"] = .int(Int64(result.exitStatus))

@@ -51,16 +51,21 @@ struct DatabaseError: Error, CustomStringConvertible, Sendable {
     let resultCode: ResultCode
     let message: String?
     let sql: String?
+    /// The OS errno of the failed system call behind an I/O error (sqlite3_system_errno),
+    /// 0 when there was none. SQLite resets it to 0 when it reports SQLITE_FULL.
+    let systemErrno: Int32
 
-    init(resultCode: ResultCode, message: String? = nil, sql: String? = nil) {
+    init(resultCode: ResultCode, message: String? = nil, sql: String? = nil, systemErrno: Int32 = 0) {
         self.resultCode = resultCode
         self.message = message
         self.sql = sql
+        self.systemErrno = systemErrno
     }
 
     var description: String {
         var text = "SQLite error \(resultCode.rawValue)"
         if let message { text += ": \(message)" }
+        if systemErrno != 0 { text += " (errno \(systemErrno))" }
         if let sql { text += " - while executing `\(sql)`" }
         return text
     }
@@ -384,7 +389,8 @@ final class Database {
 
     func error(_ code: Int32, sql: String? = nil) -> DatabaseError {
         let message = sqlite3_errmsg(sqliteConnection).map { String(cString: $0) }
-        return DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
+        return DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql,
+                             systemErrno: sqlite3_system_errno(sqliteConnection))
     }
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.

@@ -146,7 +146,10 @@ struct StateDirectory: ~Copyable {
             hint = "; run clawjail as root or pass a state directory you own"
         } else if code == EROFS {
             hint = "; the filesystem is read-only, pass a writable state directory"
+        } else if code == ENOSPC || code == EDQUOT {
+            hint = "; the filesystem is full: free space there"
         }
-        return StoreError(.io, "cannot \(what): \(reason)\(hint)")
+        return StoreError(code == ENOSPC || code == EDQUOT ? .full : .io, "cannot \(what): \(reason)\(hint)",
+                          errno: code)
     }
 }

@@ -1,3 +1,11 @@
+import ClawjailSystem
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The one error type of ClawjailStore: what failed, what to do, and the cause.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public enum Code: Sendable, Hashable {
@@ -5,6 +13,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case insecurePath
         /// A filesystem call on the state directory failed.
         case io
+        /// The state directory's filesystem is full or its quota is used up (SQLITE_FULL,
+        /// ENOSPC, EDQUOT): nothing more can be recorded until space is freed.
+        case full
         /// SQLite reported an error (including a lock held too long).
         case database
         /// The database file is not a database or is damaged.
@@ -22,11 +33,65 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public let code: Code
     public let message: String
     public let underlying: (any Error)?
+    /// The OS errno behind the failure, when a system call failed (ENOSPC, EIO, EDQUOT...).
+    public let errno: Int32?
 
-    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil, errno: Int32? = nil) {
         self.code = code
         self.message = message
         self.underlying = underlying
+        self.errno = errno
+    }
+
+    /// SQLite's result code (extended) when SQLite reported the failure.
+    public var sqliteCode: Int32? { (underlying as? DatabaseError)?.resultCode.rawValue }
+
+    /// Whether the same write can succeed later without anyone changing clawjail: the
+    /// disk or quota was full, the disk gave an I/O error, or another process held the
+    /// lock too long. A supervisor keeps such a record and retries it; any other
+    /// failure (a damaged database, a bad argument) will not go away by waiting.
+    public var isRetryable: Bool {
+        switch code {
+        case .full: return true
+        case .io:
+            if let db = underlying as? DatabaseError { return db.resultCode == .SQLITE_IOERR }
+            return errno == EIO
+        case .database:
+            guard let db = underlying as? DatabaseError else { return false }
+            return db.resultCode == .SQLITE_BUSY || db.resultCode == .SQLITE_LOCKED
+        default: return false
+        }
+    }
+
+    /// A short cause for one line of stderr and for the run's end marker:
+    /// "disk full: ENOSPC (errno 28: No space left on device), SQLITE_FULL".
+    public var cause: String {
+        var parts: [String] = []
+        if let errno { parts.append("\(Errno(rawValue: errno).name) (errno \(errno): \(String(cString: strerror(errno))))") }
+        if let db = underlying as? DatabaseError { parts.append(Self.sqliteName(db.resultCode)) }
+        let detail = parts.joined(separator: ", ")
+        let what: String
+        switch code {
+        case .full: what = "disk full"
+        case .io: what = "I/O error"
+        case .database where isRetryable: what = "database locked"
+        default: what = "database error"
+        }
+        return detail.isEmpty ? what : what + ": " + detail
+    }
+
+    private static func sqliteName(_ code: ResultCode) -> String {
+        let names: [ResultCode: String] = [.SQLITE_FULL: "SQLITE_FULL", .SQLITE_IOERR: "SQLITE_IOERR",
+                                           .SQLITE_BUSY: "SQLITE_BUSY", .SQLITE_LOCKED: "SQLITE_LOCKED",
+                                           .SQLITE_CORRUPT: "SQLITE_CORRUPT", .SQLITE_READONLY: "SQLITE_READONLY"]
+        let name = names[code] ?? "SQLite code \(code.primary.rawValue)"
+        return code.rawValue == code.primary.rawValue ? name : "\(name) (extended code \(code.rawValue))"
+    }
+
+    /// The directory that holds `path`, for "free space in DIR".
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     public var description: String {
@@ -58,8 +123,20 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
                                   + "and let clawjail create a new one",
                                   underlying: error)
             case .SQLITE_FULL, .SQLITE_IOERR:
-                return StoreError(.io, "\(what) failed: cannot write \(path); check free space and the disk",
-                                  underlying: error)
+                // SQLite reports SQLITE_FULL only for ENOSPC (or a short write) and then
+                // clears the errno; an IOERR keeps it, and EDQUOT arrives that way.
+                let code = dbError.systemErrno != 0 ? dbError.systemErrno
+                    : (dbError.resultCode == .SQLITE_FULL ? ENOSPC : nil)
+                let dir = directory(of: path)
+                if dbError.resultCode == .SQLITE_FULL || code == ENOSPC || code == EDQUOT {
+                    return StoreError(.full, "\(what) failed: cannot write \(path): the filesystem is full "
+                                      + "(\(Errno(rawValue: code ?? ENOSPC).name)); free space in \(dir)",
+                                      underlying: error, errno: code)
+                }
+                let reason = code.map { ": " + Errno(rawValue: $0).description } ?? ""
+                return StoreError(.io, "\(what) failed: cannot write \(path)\(reason); check the disk "
+                                  + "(dmesg) and free space in \(dir)",
+                                  underlying: error, errno: code)
             case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
                 return StoreError(.io, "\(what) failed: cannot open \(path) for writing; "
                                   + "run clawjail as root or pass a state directory you own",

@@ -85,6 +85,9 @@ struct Exec: ParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM/SIGINT, how long the command gets to exit before SIGKILL (default 10s).", valueName: "DURATION"))
     var grace: String?
 
+    @Option(name: .customLong("record-retry"), help: ArgumentHelp("When the state directory is full (or its disk fails) as the command ends, how long to keep retrying its record (default 5s; 0 does not wait). The exit status stays the command's. An end still unrecorded is kept in STATE_DIR/run-ends/, shows as 'end not recorded' in ps and logs, and is recorded by the next `clawjail ps` or `logs` that can write.", valueName: "DURATION"))
+    var recordRetry: String?
+
     @Flag(help: "Do not print the one-line result on stderr.")
     var quiet = false
 
@@ -100,7 +103,8 @@ struct Exec: ParsableCommand {
         ExecArguments(stateDirectory: global.stateDirectory, verbose: global.verbose, agent: agent, jsonStatus: jsonStatus,
                       config: config, workspace: workspace, readOnly: readOnly, readWrite: readWrite, env: env, cwd: cwd,
                       timeout: timeout, memory: memory, pids: pids, cpu: cpu, network: network, allow: allow,
-                      resolver: resolver, profile: profile, user: user, grace: grace, quiet: quiet, command: command)
+                      resolver: resolver, profile: profile, user: user, grace: grace, recordRetry: recordRetry, quiet: quiet,
+                      command: command)
     }
 
     func run() throws {
@@ -133,6 +137,7 @@ struct ExecArguments {
     var profile: String?
     var user: String?
     var grace: String?
+    var recordRetry: String?
     var quiet = false
     var command: [String] = []
 
@@ -191,6 +196,9 @@ struct ExecArguments {
         request.statusFD = jsonStatus
         request.quiet = quiet
         if let g = grace { request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) } }
+        if let r = recordRetry {
+            request.recordRetryMs = try parseOption("--record-retry", r) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) }
+        }
         return try ToolRun.run(request)
     }
 }

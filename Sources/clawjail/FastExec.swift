@@ -64,6 +64,7 @@ enum FastExec {
             case "--profile": a.profile = value
             case "--user": a.user = value
             case "--grace": a.grace = value
+            case "--record-retry": a.recordRetry = value
             default: return nil
             }
         }

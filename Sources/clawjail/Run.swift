@@ -26,6 +26,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM/SIGINT, how long the agent gets to exit before SIGKILL (default 10s).", valueName: "DURATION"))
     var grace: String?
 
+    @Option(name: .customLong("record-retry"), help: ArgumentHelp("When the state directory is full (or its disk fails) as the agent exits, how long to keep retrying its record (default 30s, well inside systemd's 90s stop timeout; 0 does not wait; SIGTERM ends the wait). The exit status stays the agent's. An end still unrecorded is kept in STATE_DIR/run-ends/, shows as 'end not recorded' in ps and logs, and is recorded by the next `clawjail ps` or `logs` that can write.", valueName: "DURATION"))
+    var recordRetry: String?
+
     @Argument(help: ArgumentHelp("The agent's config file.", valueName: "agent.toml"))
     var file: String
 
@@ -34,6 +37,9 @@ struct Run: ParsableCommand {
             var request = AgentRunRequest(configPath: file, layout: global.layout)
             if let g = grace {
                 request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) }
+            }
+            if let v = recordRetry {
+                request.recordRetryMs = try parseOption("--record-retry", v) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) }
             }
             return try AgentRun.run(request)
         }

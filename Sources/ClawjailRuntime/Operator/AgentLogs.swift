@@ -22,8 +22,8 @@ public enum AgentLogs {
             throw ClawjailError(.notFound, "no state database in \(layout.stateDirectory): no agent has run yet",
                                 hint: "pass --state-dir if the agents use another one")
         }
+        try StoreAccess.settleRuns(store)
         do {
-            try store.markLostRuns()
             let agent = try store.agent(name: name)
             let runs = try store.runs(agent: name, limit: limit)
             var ring: [String] = []
@@ -58,7 +58,7 @@ public enum AgentLogs {
             out += "runs (newest first):\n"
             let rows = r.runs.map { run -> [String] in
                 let duration: String
-                if let o = run.outcome {
+                if let o = run.outcome ?? run.unrecordedEnd?.outcome {
                     duration = OperatorText.duration(ms: o.durationMs)
                 } else if run.state == .running {
                     duration = OperatorText.duration(ms: now - run.startedMs) + "+"
@@ -67,8 +67,13 @@ public enum AgentLogs {
                 }
                 let outcome: String
                 switch run.state {
-                case .running: outcome = "supervisor pid \(run.supervisorPid)"
-                case .lost: outcome = "supervisor pid \(run.supervisorPid) died without recording the end"
+                case .running:
+                    outcome = "supervisor pid \(run.supervisorPid)"
+                        + (run.recordingFailure.map { "; cannot record since \(OperatorText.timestamp(ms: $0.sinceMs)) (\(OperatorText.safeLine($0.cause)))" } ?? "")
+                case .lost:
+                    outcome = "supervisor pid \(run.supervisorPid) died without recording the end"
+                        + (run.recordingFailure.map { "; recording had failed since \(OperatorText.timestamp(ms: $0.sinceMs)) (\(OperatorText.safeLine($0.cause)))" } ?? "")
+                case .endNotRecorded: outcome = JailStatus.unrecordedText(run)
                 case .finished: outcome = run.outcome.map { o in
                     JailStatus.outcomeText(o) + (o.peakMemoryBytes.map { ", peak " + OperatorText.bytes(UInt64(max(0, $0))) } ?? "")
                 } ?? "-"

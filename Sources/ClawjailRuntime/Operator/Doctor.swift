@@ -351,6 +351,8 @@ struct Checker {
             privatePath(dir + "/" + Store.databaseFileName + suffix, wanted: 0o600, area: "state", id: "state.db", what: "state database")
         }
         privatePath(AuditTools.markerPath(layout), wanted: 0o600, area: "state", id: "state.export-marker", what: "audit export record")
+        privatePath(dir + "/" + Store.endMarkerDirectoryName, wanted: 0o700, area: "state", id: "state.run-ends",
+                    what: "end markers of runs")
         let snapshots = dir + "/snapshots"
         if privatePath(snapshots, wanted: 0o700, area: "state", id: "state.snapshots", what: "protect snapshots") {
             walkSnapshots(snapshots, depth: 0)

@@ -38,6 +38,10 @@ public enum JailStatus {
         public var lost: [RunRecord]
         /// Lost runs older than the window that were left out (see `ps --all`).
         public var olderLost: Int
+        /// Runs that ended while their end could not be recorded (a full state
+        /// directory), newest first; every one, whatever its age: the next `ps` that can
+        /// write records them.
+        public var unrecorded: [RunRecord] = []
     }
 
     static let lostWindowMs: Int64 = 24 * 3_600_000
@@ -51,7 +55,7 @@ public enum JailStatus {
     public static func list(layout: HostLayout, allLost: Bool) throws(ClawjailError) -> Listing {
         let store = try existingStore(layout)
         // Marking lost runs is what `ps` is for too: the store decides by pid + start time.
-        do { try store?.markLostRuns() } catch { throw StoreAccess.wrap(error, "marking runs of dead supervisors as lost") }
+        if let store { try StoreAccess.settleRuns(store) }
         let running: [RunRecord]
         do { running = try store?.runningRuns() ?? [] } catch { throw StoreAccess.wrap(error, "listing running runs") }
         let cgroups = try? Cgroups.detect()
@@ -59,11 +63,14 @@ public enum JailStatus {
         let jails = JailRegistry.running(layout: layout).map { entry(for: $0, runs: running, cgroups: cgroups, layout: layout, now: now) }
 
         var lost: [RunRecord] = []
+        var unrecorded: [RunRecord] = []
         var older = 0
         if let store {
             do {
                 for agent in try store.agents() {
-                    for run in try store.runs(agent: agent.name, limit: 200) where run.state == .lost {
+                    for run in try store.runs(agent: agent.name, limit: 200) {
+                        if run.state == .endNotRecorded { unrecorded.append(run) }
+                        guard run.state == .lost else { continue }
                         if allLost || (run.endedMs ?? run.startedMs) >= now - lostWindowMs {
                             lost.append(run)
                         } else {
@@ -74,7 +81,8 @@ public enum JailStatus {
             } catch { throw StoreAccess.wrap(error, "listing lost runs") }
         }
         lost.sort { $0.id.rawValue > $1.id.rawValue }
-        return Listing(jails: jails, lost: lost, olderLost: older)
+        unrecorded.sort { $0.id.rawValue > $1.id.rawValue }
+        return Listing(jails: jails, lost: lost, olderLost: older, unrecorded: unrecorded)
     }
 
     /// One running jail, by its name (an agent, or exec-ID for a tool run).
@@ -135,10 +143,26 @@ public enum JailStatus {
         case .lost:
             return "was lost" + (r.endedMs.map { " (noticed \(OperatorText.timestamp(ms: $0)))" } ?? "")
                 + ": its supervisor (pid \(r.supervisorPid)) died without recording the end"
+        case .endNotRecorded:
+            let when = r.unrecordedEnd.map { " at \(OperatorText.timestamp(ms: $0.endedMs))" } ?? ""
+            return "ended\(when), " + unrecordedText(r)
         case .finished:
             let when = r.endedMs.map { " at \(OperatorText.timestamp(ms: $0))" } ?? ""
             return "ended\(when): " + (r.outcome.map(outcomeText) ?? "unknown")
         }
+    }
+
+    /// "end not recorded (disk full: ENOSPC (errno 28: ...), SQLITE_FULL): exited 0; ..."
+    public static func unrecordedText(_ r: RunRecord) -> String {
+        guard let u = r.unrecordedEnd else { return "end not recorded" }
+        var text = "end not recorded (" + OperatorText.safeLine(u.failure.cause) + "): " + outcomeText(u.outcome)
+        if u.eventsNotRecorded > 0 { text += "; \(u.eventsNotRecorded) audit events not recorded" }
+        if u.gaveUpMs == nil && r.supervisorIsAlive {
+            text += "; supervisor pid \(r.supervisorPid) still retrying"
+        } else {
+            text += "; recorded once the state directory has space and `clawjail ps` runs"
+        }
+        return text
     }
 
     public static func outcomeText(_ o: RunOutcome) -> String {
@@ -182,6 +206,16 @@ public enum JailStatus {
         if l.olderLost > 0 {
             out += "\n\(l.olderLost) older lost run\(l.olderLost == 1 ? "" : "s") not shown: `clawjail ps --all`\n"
         }
+        if !l.unrecorded.isEmpty {
+            // Not lost: their supervisor knew how they ended and could not write it down.
+            out += "\nruns whose end is not recorded (the state directory could not be written; the outcome is kept "
+                + "until it can):\n"
+            let rows = l.unrecorded.map { r in
+                [String(r.id.rawValue), r.agent, r.kind.rawValue, String(r.supervisorPid), OperatorText.timestamp(ms: r.startedMs),
+                 r.unrecordedEnd.map { OperatorText.timestamp(ms: $0.endedMs) } ?? "-", unrecordedText(r)]
+            }
+            out += OperatorText.table(["RUN", "AGENT", "KIND", "PID", "STARTED", "ENDED", "STATUS"], rows)
+        }
         return out
     }
 
@@ -190,6 +224,7 @@ public enum JailStatus {
             "jails": .array(l.jails.map(entryJSON(includeManifest: false))),
             "lost_runs": .array(l.lost.map(runJSON)),
             "older_lost_runs": .int(Int64(l.olderLost)),
+            "end_not_recorded_runs": .array(l.unrecorded.map(runJSON)),
         ])
     }
 
@@ -227,6 +262,21 @@ public enum JailStatus {
             "started_ms": .int(r.startedMs), "started": .string(OperatorText.timestamp(ms: r.startedMs)),
             "ended_ms": r.endedMs.map { .int($0) } ?? .null, "plan_hash": .string(r.planHash),
         ]
+        if let f = r.recordingFailure {
+            o["recording_failure"] = .object(["cause": .string(f.cause), "errno": f.errno.map { .int(Int64($0)) } ?? .null,
+                                              "since_ms": .int(f.sinceMs)])
+        }
+        if let u = r.unrecordedEnd {
+            o["outcome"] = .string(unrecordedText(r))
+            o["ended_ms"] = .int(u.endedMs)
+            o["exit_code"] = .int(Int64(u.outcome.exitCode))
+            o["duration_ms"] = .int(u.outcome.durationMs)
+            o["end_not_recorded"] = .object([
+                "cause": .string(u.failure.cause), "errno": u.failure.errno.map { .int(Int64($0)) } ?? .null,
+                "since_ms": .int(u.failure.sinceMs), "gave_up_ms": u.gaveUpMs.map { .int($0) } ?? .null,
+                "events_not_recorded": .int(Int64(u.eventsNotRecorded)),
+            ])
+        }
         if let out = r.outcome {
             o["outcome"] = .string(outcomeText(out))
             o["exit_code"] = .int(Int64(out.exitCode))
