@@ -483,7 +483,10 @@ struct ProxyEndToEndTests {
         try await withProxy(allow: { w, _ in ["web.test:\(w)"] }, configure: { c, _, _ in c.maxConnections = 1 }) { h, _, _ in
             let first = try TestClient(port: h.proxyPort)
             first.send("GET ")  // keep it open and counted
-            for _ in 0..<50 where (h.proxy?.activeConnections ?? 0) < 1 { try await Task.sleep(for: .milliseconds(10)) }
+            // Bounded at 10 s: a loaded machine can take more than half a second to
+            // accept it, and a second client accepted first would take the slot.
+            for _ in 0..<1000 where (h.proxy?.activeConnections ?? 0) < 1 { try await Task.sleep(for: .milliseconds(10)) }
+            try #require(h.proxy?.activeConnections == 1, "the first connection was never counted")
             let second = try TestClient(port: h.proxyPort)
             let r = try #require(second.readResponse())
             #expect(r.status == 503)

@@ -100,7 +100,12 @@ func variants(_ text: String) -> [String] {
         }
     }
     out.append(String(wide))
-    // A leading zero on every part: octal for inet_aton, a wider group for IPv6.
-    out.append(text.split(separator: ".", omittingEmptySubsequences: false).map { "0" + $0 }.joined(separator: "."))
+    // A leading zero on every part: octal for inet_aton, a wider group for IPv6. A hex
+    // part gets it after its 0x ("0x07f1"); before it, "00x7f1" is no number to
+    // inet_aton, curl or a WHATWG URL parser, but a name.
+    out.append(text.split(separator: ".", omittingEmptySubsequences: false).map { part in
+        let lower = part.lowercased()
+        return lower.hasPrefix("0x") ? part.prefix(2) + "0" + part.dropFirst(2) : "0" + part
+    }.joined(separator: "."))
     return out
 }
