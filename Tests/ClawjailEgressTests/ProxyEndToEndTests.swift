@@ -131,7 +131,7 @@ struct ProxyEndToEndTests {
             let rec = try #require(h.audit.all.first { $0.mode == .connect })
             #expect(rec.bytesUp == UInt64(size + 5))
             #expect(rec.bytesDown == UInt64(size + 10))
-            for _ in 0..<100 where (h.proxy?.activeConnections ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<1000 where (h.proxy?.activeConnections ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
             #expect(h.proxy?.activeConnections == 0)
             #expect(h.proxy?.kernelTunnelCount == 0)
         }
@@ -480,7 +480,13 @@ struct ProxyEndToEndTests {
 
     @Test("connections beyond the per-agent cap get 503")
     func connectionCap() async throws {
-        try await withProxy(allow: { w, _ in ["web.test:\(w)"] }, configure: { c, _, _ in c.maxConnections = 1 }) { h, _, _ in
+        // The first connection must hold its slot for the whole test: the suite runs
+        // tests side by side, and on two cores this task may not run again for longer
+        // than the default 10 s first-request timeout, which would free the slot.
+        try await withProxy(allow: { w, _ in ["web.test:\(w)"] }, configure: { c, _, _ in
+            c.maxConnections = 1
+            c.firstRequestTimeout = .seconds(120)
+        }) { h, _, _ in
             let first = try TestClient(port: h.proxyPort)
             first.send("GET ")  // keep it open and counted
             // Bounded at 10 s: a loaded machine can take more than half a second to
@@ -502,7 +508,7 @@ struct ProxyEndToEndTests {
             let first = try TestClient(port: h.proxyPort)
             first.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\nhi")
             _ = first.read(until: { String(decoding: $0, as: UTF8.self).hasSuffix("ECHO:hi") })
-            for _ in 0..<100 where h.proxy?.kernelTunnelCount != 1 { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<1000 where h.proxy?.kernelTunnelCount != 1 { try await Task.sleep(for: .milliseconds(10)) }
             #expect(h.proxy?.kernelTunnelCount == 1)
             #expect(h.proxy?.activeConnections == 1)
             let second = try TestClient(port: h.proxyPort)
@@ -512,7 +518,7 @@ struct ProxyEndToEndTests {
             // Once the tunnel ends, its slot is free again.
             first.shutdownWrite()
             _ = first.readToEOF()
-            for _ in 0..<100 where (h.proxy?.activeConnections ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<1000 where (h.proxy?.activeConnections ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
             let third = try TestClient(port: h.proxyPort)
             third.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\n")
             let head = String(decoding: third.read(until: { $0.suffix(4) == Array("\r\n\r\n".utf8) }), as: UTF8.self)
@@ -658,7 +664,7 @@ struct ProxyEndToEndTests {
         let c = try TestClient(port: h.proxyPort)
         c.send("CONNECT echo.test:\(echo.port) HTTP/1.1\r\n\r\n")
         _ = c.read(until: { $0.suffix(4) == Array("\r\n\r\n".utf8) })
-        for _ in 0..<100 where h.proxy?.kernelTunnelCount != 1 { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<1000 where h.proxy?.kernelTunnelCount != 1 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(h.proxy?.kernelTunnelCount == 1)
         await h.proxy?.shutdown()
         #expect(c.readToEOF().isEmpty)
