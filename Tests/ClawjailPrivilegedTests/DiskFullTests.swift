@@ -79,6 +79,15 @@ extension Privileged {
                 + "until [ -e /workspace/go ]; do sleep 0.05; done; exit 7"
         }
 
+        /// The agent's script is up: fill the disk, let the script see it, then let it end.
+        static func fillWhileRunning(_ bg: Background, _ s: Setup, workspace: String) throws {
+            #expect(bg.waitFor("up"), "\(bg.stderr)")
+            try s.disk.fill()
+            touch(workspace + "/filled")
+            #expect(bg.waitFor("filled-seen"), "\(bg.stderr)")
+            touch(workspace + "/go")
+        }
+
         static func touch(_ path: String) {
             _ = FileManager.default.createFile(atPath: path, contents: Data())
         }
@@ -201,11 +210,7 @@ extension Privileged {
             let a = try s.ops.agent("df-run", script: Self.script("echo filled-seen"))
             let bg = try Background([Harness.binary, "run", "--record-retry", "1s", a.config], environment: s.env)
             defer { bg.finish() }
-            #expect(bg.waitFor("up"), "\(bg.stderr)")
-            try s.disk.fill()
-            Self.touch(a.workspace + "/filled")
-            #expect(bg.waitFor("filled-seen"), "\(bg.stderr)")
-            Self.touch(a.workspace + "/go")
+            try Self.fillWhileRunning(bg, s, workspace: a.workspace)
             #expect(bg.wait(timeout: 30) == 7, "the exit status stays the agent's\n\(bg.stderr)")
 
             let endLines = Self.lines(bg.stderr, containing: "cannot record the end of")
@@ -261,11 +266,7 @@ extension Privileged {
             let a = try s.ops.agent("df-kill", script: Self.script("echo filled-seen"))
             let bg = try Background([Harness.binary, "run", "--record-retry", "60s", a.config], environment: s.env)
             defer { bg.finish() }
-            #expect(bg.waitFor("up"), "\(bg.stderr)")
-            try s.disk.fill()
-            Self.touch(a.workspace + "/filled")
-            #expect(bg.waitFor("filled-seen"), "\(bg.stderr)")
-            Self.touch(a.workspace + "/go")
+            try Self.fillWhileRunning(bg, s, workspace: a.workspace)
             #expect(Harness.eventually(timeout: 10) { bg.stderr.contains("cannot record the end of") }, "\(bg.stderr)")
             kill(bg.pid, SIGKILL)   // our own child
             #expect(bg.wait(timeout: 10) == 128 + SIGKILL)
@@ -291,11 +292,7 @@ extension Privileged {
             let a = try s.ops.agent("df-reserve", script: Self.script("echo filled-seen"))
             let bg = try Background([Harness.binary, "run", "--record-retry", "1s", a.config], environment: env)
             defer { bg.finish() }
-            #expect(bg.waitFor("up"), "\(bg.stderr)")
-            try s.disk.fill()
-            Self.touch(a.workspace + "/filled")
-            #expect(bg.waitFor("filled-seen"), "\(bg.stderr)")
-            Self.touch(a.workspace + "/go")
+            try Self.fillWhileRunning(bg, s, workspace: a.workspace)
             #expect(bg.wait(timeout: 30) == 7, "\(bg.stderr)")
             #expect(Self.lines(bg.stderr, containing: "cannot record the end of").count == 1, "\(bg.stderr)")
             #expect(bg.stderr.contains("(in the space reserved for it at the start)"), "\(bg.stderr)")
