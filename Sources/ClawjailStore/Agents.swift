@@ -1,3 +1,4 @@
+import ClawjailCore
 /// A range of outside uids (and the same gids) that one agent's jails map to.
 public struct UidRange: Sendable, Hashable, Codable {
     public static let firstBase: UInt32 = 0x7000_0000

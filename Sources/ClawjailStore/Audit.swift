@@ -93,7 +93,7 @@ extension Store {
         }
         let seq: Int64 = try head.decode(forColumn: "seq") + 1
         let prevHash: String = try head.decode(forColumn: "hash")
-        let payloadJSON = try JSONValue.object(input.payload).canonicalText()
+        let payloadJSON = try StoreError.json { try JSONValue.object(input.payload).canonicalText() }
         let hash = Self.chainHash(prevHash: prevHash, seq: seq, ts: ts, agent: input.agent, kind: input.kind,
                                   runID: input.runID?.rawValue, payloadJSON: payloadJSON)
         try db.run("""

@@ -1,3 +1,4 @@
+import ClawjailCore
 import ClawjailSystem
 
 #if canImport(Glibc)
@@ -101,10 +102,10 @@ struct EndMarker: Equatable {
     /// is shortened to fit.
     func page() throws -> [UInt8] {
         var value = json(detailLimit: nil)
-        var text = try value.canonicalText()
+        var text = try StoreError.json { try value.canonicalText() }
         if Self.magic.utf8.count + text.utf8.count + 1 > Self.size {
             value = json(detailLimit: 512)
-            text = try value.canonicalText()
+            text = try StoreError.json { try value.canonicalText() }
         }
         var bytes = Array((Self.magic + text + "\n").utf8)
         guard bytes.count <= Self.size else {

@@ -1,3 +1,4 @@
+import ClawjailCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -102,8 +103,8 @@ extension Store {
                          planHash: String, manifestJSON: String,
                          endReserveBytes: Int64 = Store.defaultEndReserveBytes) throws -> RunID {
         if kind == .agent { try Self.requireAgentName(agent) }
-        let plan = try JSONValue.parse(manifestJSON)
-        let canonicalManifest = try plan.canonicalText()
+        let plan = try StoreError.json { try JSONValue.parse(manifestJSON) }
+        let canonicalManifest = try StoreError.json { try plan.canonicalText() }
         let manifestSHA = Self.sha256Hex(canonicalManifest)
         var createdMarker: RunID?
         var settled: [RunID] = []

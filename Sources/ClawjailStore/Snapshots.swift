@@ -1,3 +1,4 @@
+import ClawjailCore
 /// One protected file in a snapshot.
 public struct SnapshotFile: Sendable, Hashable, Codable {
     /// Path relative to the agent's workspace.
@@ -45,7 +46,7 @@ extension Store {
                 throw StoreError(.invalidArgument, "snapshot lists '\(file.path)' twice")
             }
         }
-        let filesJSON = try JSONValue.array(sorted.map(Self.json)).canonicalText()
+        let filesJSON = try StoreError.json { try JSONValue.array(sorted.map(Self.json)).canonicalText() }
         let totalHash = Self.sha256Hex(filesJSON)
         return try writeImmediate("recording a snapshot of agent '\(agent)'") { db in
             let now = Self.nowMs()
@@ -91,7 +92,7 @@ extension Store {
     private static func snapshotRecord(_ row: Row) throws -> SnapshotRecord {
         let id: Int64 = try row.decode(forColumn: "id")
         let filesJSON: String = try row.decode(forColumn: "files")
-        guard case .array(let items) = try JSONValue.parse(filesJSON) else {
+        guard case .array(let items) = try StoreError.json({ try JSONValue.parse(filesJSON) }) else {
             throw StoreError(.corrupt, "snapshot \(id) has a file list that is not a JSON array")
         }
         let files = try items.map { item -> SnapshotFile in

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ClawjailStore
+import ClawjailCore
 
 @Suite("audit chain")
 struct AuditTests {

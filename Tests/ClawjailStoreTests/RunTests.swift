@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ClawjailStore
+import ClawjailCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,4 @@
-// JSON (Sources/ClawjailStore/JSONValue.swift): plan manifests and snapshot metadata
+// JSON (Sources/ClawjailCore/JSONValue.swift): plan manifests and snapshot metadata
 // read back from disk, and the canonical text that audit rows are hashed over.
 //
 // Properties:
@@ -8,6 +8,8 @@
 //   hash of an exported row is stable), with the same value up to integral doubles
 //   written as integers;
 // - parsing is deterministic.
+
+import ClawjailCore
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -18,7 +18,7 @@ public enum JSONValue: Sendable, Hashable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    /// The canonical text. Throws `invalidArgument` for NaN or an infinity.
+    /// The canonical text. Throws a JSONError for NaN or an infinity.
     public func canonicalText() throws -> String {
         var out = ""
         try Self.encode(self, into: &out)
@@ -43,7 +43,7 @@ public enum JSONValue: Sendable, Hashable {
             out += String(number)
         case .double(let number):
             guard number.isFinite else {
-                throw StoreError(.invalidArgument,
+                throw JSONError(
                                  "JSON cannot hold \(number); record it as a string or leave it out")
             }
             // Integral doubles print as integers so that parse → encode is a fixed point.
@@ -97,7 +97,7 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// `text` as a canonical JSON string literal.
-    static func quoted(_ text: String) -> String {
+    public static func quoted(_ text: String) -> String {
         var out = ""
         appendQuoted(text, to: &out)
         return out
@@ -370,7 +370,14 @@ struct JSONParser {
         }
     }
 
-    private func failure(_ what: String) -> StoreError {
-        StoreError(.invalidArgument, "not valid JSON: \(what) at byte \(index)")
+    private func failure(_ what: String) -> JSONError {
+        JSONError("not valid JSON: \(what) at byte \(index)")
     }
+}
+
+/// A value JSON cannot hold, or text that is not JSON; the message says where.
+public struct JSONError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
