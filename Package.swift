@@ -27,11 +27,16 @@ let package = Package(
         // C that runs between clone3 and execve: async-signal-safe only.
         .target(name: "CClawjailChild"),
 
-        // Pure Swift: config, validation, plans. No syscalls.
+        // spec: pure Swift config, TOML, validation, JailSpec. No syscalls.
         .target(name: "ClawjailCore", swiftSettings: strict),
+        // plan: JailSpec + HostFacts -> LaunchPlan, every step the executor takes. Pure.
+        // The jail's /etc templates live in skeleton/, compiled in, so the static binary
+        // needs no data files next to it.
+        .target(name: "ClawjailPlan", dependencies: ["ClawjailCore"], resources: [.embedInCode("skeleton")],
+                swiftSettings: strict),
         // Typed syscall wrappers. Every syscall in Swift goes through here.
         .target(name: "ClawjailSystem", dependencies: ["CClawjailChild"], swiftSettings: strict),
-        .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
+        .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailPlan", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
         .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp"], swiftSettings: strict),
         .target(name: "ClawjailNetwork", dependencies: ["ClawjailCore", "ClawjailSystem", "CNetlink"], swiftSettings: strict),
         .target(name: "ClawjailStore", dependencies: ["ClawjailCore", "ClawjailSystem", "CSQLite"], swiftSettings: strict),
@@ -39,27 +44,25 @@ let package = Package(
                                                        .product(name: "NIOCore", package: "swift-nio"),
                                                        .product(name: "NIOPosix", package: "swift-nio"),
                                                        .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
-        .target(name: "ClawjailRuntime", dependencies: ["ClawjailCore", "ClawjailSystem", "ClawjailCgroup", "ClawjailSeccomp",
+        .target(name: "ClawjailRuntime", dependencies: ["ClawjailCore", "ClawjailPlan", "ClawjailSystem", "ClawjailCgroup", "ClawjailSeccomp",
                                                         "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild",
                                                         .product(name: "NIOCore", package: "swift-nio"),
                                                         .product(name: "NIOPosix", package: "swift-nio")],
-                // The jail's /etc skeleton lives in rootfs/etc; compiled in, so the
-                // static binary needs no data files next to it.
-                resources: [.embedInCode("skeleton")],
                 swiftSettings: strict),
-        .executableTarget(name: "clawjail", dependencies: ["ClawjailRuntime", "ClawjailCore",
+        .executableTarget(name: "clawjail", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strict),
 
         .testTarget(name: "ClawjailCoreTests", dependencies: ["ClawjailCore"]),
+        .testTarget(name: "ClawjailPlanTests", dependencies: ["ClawjailPlan", "ClawjailCore"], exclude: ["Golden"]),
         .testTarget(name: "ClawjailStoreTests", dependencies: ["ClawjailStore", "ClawjailCore"]),
         .testTarget(name: "ClawjailEgressTests", dependencies: ["ClawjailEgress", "ClawjailCore",
                                                                .product(name: "NIOCore", package: "swift-nio"),
                                                                .product(name: "NIOPosix", package: "swift-nio"),
                                                                .product(name: "NIOHTTP1", package: "swift-nio")]),
-        .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup", "ClawjailSeccomp",
+        .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailCgroup", "ClawjailSeccomp",
                                                                 "ClawjailNetwork", "ClawjailSystem", "ClawjailEgress", "ClawjailStore"]),
-        .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailCgroup",
+        .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailCgroup",
                                                                     "ClawjailStore", "ClawjailSystem"]),
     ]
 )

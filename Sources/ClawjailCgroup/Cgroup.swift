@@ -2,31 +2,8 @@
 import Glibc
 #endif
 import ClawjailCore
+import ClawjailPlan
 import ClawjailSystem
-
-/// What a jail's cgroup enforces, in kernel units.
-public struct CgroupLimits: Sendable, Hashable {
-    public var memoryBytes: UInt64
-    public var pids: UInt64
-    /// Cores (1.5 = one and a half); nil = no quota.
-    public var cpuCores: Double?
-    /// 1-10000 (cgroup v2 io.weight scale); nil = leave the default.
-    public var ioWeight: UInt64?
-
-    public init(memoryBytes: UInt64, pids: UInt64, cpuCores: Double?, ioWeight: UInt64?) {
-        self.memoryBytes = memoryBytes
-        self.pids = pids
-        self.cpuCores = cpuCores
-        self.ioWeight = ioWeight
-    }
-
-    public static let cpuPeriodMicros: UInt64 = 100_000
-
-    public var cpuQuotaMicros: UInt64? {
-        guard let c = cpuCores else { return nil }
-        return max(1000, UInt64((c * Double(Self.cpuPeriodMicros)).rounded()))
-    }
-}
 
 public struct CgroupEvents: Sendable, Hashable {
     public var oomKills: UInt64 = 0
@@ -52,9 +29,11 @@ public protocol CgroupManager: Sendable {
     var mode: CgroupMode { get }
     /// Human description for `doctor` and `check`: "v1 (memory, pids, cpu, cpuacct, freezer) under clawjail/".
     var summary: String { get }
-    /// Creates the jail's cgroup with its limits. Fails if it exists (call `remove`
-    /// for leftovers first).
-    func create(name: String, limits: CgroupLimits) throws(ClawjailError) -> any JailCgroup
+    /// What the planner needs to know about this layout.
+    var facts: CgroupFacts { get }
+    /// Creates the jail's cgroup in the hierarchies the plan names and writes its
+    /// values. Fails if it exists (call `remove` for leftovers first).
+    func create(name: String, plan: CgroupPlan) throws(ClawjailError) -> any JailCgroup
     /// An existing jail cgroup (for `kill`, `gc`, `ps`), nil when absent.
     func open(name: String) -> (any JailCgroup)?
     /// Names of every jail cgroup this manager can see.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ClawjailCore
+import ClawjailPlan
 import ClawjailSystem
 
 /// cgroup v1 (hybrid and legacy hosts). One directory per controller hierarchy at
@@ -40,17 +41,17 @@ public struct V1Manager: CgroupManager {
         mounts[controller].map { "\($0)/\(parent)/\(name)" }
     }
 
-    public func create(name: String, limits: CgroupLimits) throws(ClawjailError) -> any JailCgroup {
+    public var facts: CgroupFacts {
+        let blkio = mounts["blkio"].flatMap { root in
+            ["blkio.weight", "blkio.bfq.weight"].first { FileSystem.exists(root + "/" + $0) }
+        }
+        return CgroupFacts(mode: .v1, v1Hierarchies: hierarchies.map(\.controllers), v1BlkioWeightFile: blkio,
+                           location: summary)
+    }
+
+    public func create(name: String, plan: CgroupPlan) throws(ClawjailError) -> any JailCgroup {
         var made: [String] = []
-        // Only the hierarchies a limit or the supervisor needs: every memcg and cgroup
-        // directory costs a mkdir and an rmdir on each run.
-        let roots = hierarchies.filter { h in
-            if h.controllers.contains("memory") || h.controllers.contains("pids") || h.controllers.contains("freezer")
-                || h.controllers.contains("cpuacct") { return true }
-            if h.controllers.contains("cpu") { return limits.cpuQuotaMicros != nil }
-            if h.controllers.contains("blkio") { return limits.ioWeight != nil }
-            return false
-        }.map(\.root)
+        let roots = hierarchies.filter { plan.hierarchies.contains($0.controllers) }.map(\.root)
         let group = V1Cgroup(name: name, manager: self, roots: roots)
         func undo() { for d in made.reversed() { try? FileSystem.rmdir(d) } }
         for root in roots {
@@ -66,7 +67,7 @@ public struct V1Manager: CgroupManager {
             made.append(dir)
         }
         do {
-            try group.apply(limits)
+            try group.apply(plan.writes)
         } catch {
             undo()
             throw error
@@ -170,25 +171,10 @@ public struct V1Cgroup: JailCgroup {
         }
     }
 
-    func apply(_ l: CgroupLimits) throws(ClawjailError) {
-        if dir("memory") != nil {
-            try write("memory", "memory.limit_in_bytes", String(l.memoryBytes))
-            // memsw bounds memory+swap; equal to the memory limit means no swap at all.
-            try write("memory", "memory.memsw.limit_in_bytes", String(l.memoryBytes), optional: true)
-            try write("memory", "memory.swappiness", "0", optional: true)
-        }
-        try write("pids", "pids.max", String(l.pids))
-        if let q = l.cpuQuotaMicros, dir("cpu") != nil {
-            try write("cpu", "cpu.cfs_period_us", String(CgroupLimits.cpuPeriodMicros))
-            try write("cpu", "cpu.cfs_quota_us", String(q))
-        }
-        if let w = l.ioWeight, let d = dir("blkio") {
-            // v1 weights run 10-1000; map the v2 scale (1-10000) onto it as systemd does.
-            let v1 = 10 + (w - 1) * 990 / 9999
-            for file in ["blkio.weight", "blkio.bfq.weight"] where FileSystem.exists("\(d)/\(file)") {
-                try write("blkio", file, String(v1), optional: true)
-                break
-            }
+    func apply(_ writes: [CgroupPlan.Write]) throws(ClawjailError) {
+        for w in writes {
+            guard let c = w.controller else { continue }
+            try write(c, w.file, w.value, optional: w.optional)
         }
     }
 

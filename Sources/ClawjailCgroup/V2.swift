@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CClawjailChild
 import ClawjailCore
+import ClawjailPlan
 import ClawjailSystem
 
 /// cgroup v2. Two layouts:
@@ -99,7 +100,9 @@ public struct V2Manager: CgroupManager {
         }
     }
 
-    public func create(name: String, limits: CgroupLimits) throws(ClawjailError) -> any JailCgroup {
+    public var facts: CgroupFacts { CgroupFacts(mode: .v2, location: summary) }
+
+    public func create(name: String, plan: CgroupPlan) throws(ClawjailError) -> any JailCgroup {
         try prepareRoot()
         let dir = root + "/" + name
         var attempts = 0
@@ -131,7 +134,7 @@ public struct V2Manager: CgroupManager {
         }
         do {
             let group = try V2Cgroup.open(name: name, directory: dir, manager: self)
-            try group.apply(limits)
+            try group.apply(plan.writes)
             return group
         } catch {
             try? FileSystem.rmdir(dir)
@@ -212,15 +215,8 @@ public struct V2Cgroup: JailCgroup {
         }
     }
 
-    func apply(_ l: CgroupLimits) throws(ClawjailError) {
-        try write("memory.max", String(l.memoryBytes))
-        // No swap at all: the limit is the limit.
-        try write("memory.swap.max", "0", optional: true)
-        try write("pids.max", String(l.pids))
-        if let q = l.cpuQuotaMicros {
-            try write("cpu.max", "\(q) \(CgroupLimits.cpuPeriodMicros)", optional: true)
-        }
-        if let w = l.ioWeight { try write("io.weight", "default \(w)", optional: true) }
+    func apply(_ writes: [CgroupPlan.Write]) throws(ClawjailError) {
+        for w in writes { try write(w.file, w.value, optional: w.optional) }
     }
 
     public func join(pid: pid_t) throws(ClawjailError) {

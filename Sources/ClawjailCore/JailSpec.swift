@@ -356,3 +356,15 @@ public struct ResolverAddress: Sendable, Hashable, CustomStringConvertible {
         return "\(address):\(port)"
     }
 }
+
+extension JailSpec.EnvironmentVariable {
+    /// Name parts that mark a value as a secret: the output filter redacts such values,
+    /// and a printed or recorded plan holds their hash instead.
+    public static let secretNameParts = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY",
+                                         "CREDENTIAL", "AUTH"]
+
+    public var looksSecret: Bool {
+        let upper = name.uppercased()
+        return Self.secretNameParts.contains { upper.contains($0) }
+    }
+}

@@ -4,6 +4,7 @@ import Glibc
 import CClawjailChild
 import ClawjailCgroup
 import ClawjailCore
+import ClawjailPlan
 import ClawjailSeccomp
 import ClawjailStore
 import ClawjailSystem
@@ -50,7 +51,9 @@ public enum AgentRun {
         for n in gc.removedCgroups { Log.info("removed the leftover cgroup of a previous run of \(n)") }
 
         let seccomp = try SeccompSetup.choose(spec, layout: r.layout)
-        let manifest = Manifest.make(spec: spec, ids: ids, cgroups: cgroups, seccompHash: seccomp.filter.profileHash)
+        let facts = HostProbe.facts(for: spec, layout: r.layout, cgroup: cgroups.facts)
+        let plan = LaunchPlan.make(spec, facts: facts, ids: (ids.base, ids.count), seccompContentHash: seccomp.filter.profileHash)
+        let manifest = Manifest.make(spec: spec, plan: plan, ids: ids, cgroups: cgroups)
         let runID: RunID
         do {
             runID = try store.beginRun(agent: name, kind: .agent, supervisorPid: getpid(),
@@ -72,13 +75,12 @@ public enum AgentRun {
         } catch {
             throw ClawjailError(.setup, "cannot create the output pipes", cause: error)
         }
-        var request = LaunchRequest(spec: spec, ids: ids, layout: r.layout, cgroups: cgroups)
+        var request = LaunchRequest(spec: spec, plan: plan, ids: ids, layout: r.layout, cgroups: cgroups)
         request.stdio = [0, out.write.rawValue, err.write.rawValue]
         request.seccompBPF = seccomp.filter.bpf
         request.seccompFlags = seccomp.flags
         if NetworkHook.isNeeded(for: spec) {
             request.hooks.append(NetworkAudit.hook(spec: spec, recorder: recorder))
-            request.resolvConf = NetworkHook.resolvConf(for: spec)
         }
         request.lock = lock
         lockHandedOver = true
@@ -136,11 +138,9 @@ public enum AgentRun {
 /// Secrets the output filter redacts: the contents of the credentials files, and
 /// environment values whose names say they are secrets.
 enum Secrets {
-    static let secretNames = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL", "AUTH"]
-
     static func collect(spec: JailSpec) -> [String] {
         var out: [String] = []
-        for v in spec.environment where secretNames.contains(where: { v.name.uppercased().contains($0) }) {
+        for v in spec.environment where v.looksSecret {
             out.append(v.value)
         }
         for m in spec.mounts where m.role == .credentials {
@@ -189,7 +189,8 @@ struct Manifest {
     var json: String
     var hash: String
 
-    static func make(spec: JailSpec, ids: IdMap, cgroups: any CgroupManager, seccompHash: String? = nil) -> Manifest {
+    static func make(spec: JailSpec, plan: LaunchPlan, ids: IdMap, cgroups: any CgroupManager) -> Manifest {
+        let seccompHash = plan.seccomp.contentHash
         var mounts: [JSONValue] = []
         for m in spec.mounts {
             mounts.append(.object(["role": .string(m.role.rawValue), "host": .string(m.host), "target": .string(m.target),
@@ -235,6 +236,9 @@ struct Manifest {
             // SHA-256 of each protected file at run start: which SOUL.md did this run have?
             "protect_hashes": ProtectHashes.manifestValue(spec: spec),
             // END protect hashes
+            // Every step the executor took (LaunchPlan): `clawjail check --json` of the
+            // same config on the same host prints the same.
+            "plan": plan.json,
         ])
         let text = (try? value.canonicalText()) ?? "{}"
         return Manifest(json: text, hash: SHA256.hexDigest(of: text))

@@ -1,4 +1,7 @@
+import ClawjailCgroup
 import ClawjailCore
+import ClawjailPlan
+import ClawjailStore
 import ClawjailSystem
 
 /// The text `clawjail check` prints: the effective plan, after defaults.
@@ -18,10 +21,33 @@ public enum CheckReport {
         }
     }
 
-    public static func make(configPath: String, layout: HostLayout, ids: IdMap? = nil) throws(ClawjailError) -> String {
+    /// The plan `clawjail run` of this config would take on this host now: the agent's
+    /// uid range when it has one, this host's cgroup layout and /proc, the profile's hash.
+    /// Nothing is created.
+    public static func plan(configPath: String, layout: HostLayout) throws(ClawjailError) -> (AgentConfig, JailSpec, LaunchPlan) {
         let config = try loadAgentConfig(configPath, layout: layout)
         let spec = JailSpec.forAgent(config, hostEnvironment: ProcessInfoLite.environment())
-        var out = render(spec, ids: ids, file: configPath)
+        let cgroup = (try? Cgroups.detect())?.facts
+            ?? CgroupFacts(mode: .v2, location: "no usable cgroup hierarchy (clawjail doctor says why)")
+        let facts = HostProbe.facts(for: spec, layout: layout, cgroup: cgroup)
+        var ids: (base: UInt32, count: UInt32)?
+        if FileSystem.exists(layout.stateDirectory + "/" + Store.databaseFileName),
+           let store = try? Store.openReadOnly(directory: layout.stateDirectory),
+           let range = try? store.uidRanges()[spec.name] {
+            ids = (UInt32(range.base), UInt32(range.count))
+        }
+        let plan = LaunchPlan.make(spec, facts: facts, ids: ids, seccompContentHash: SeccompSetup.contentHash(spec, layout: layout))
+        return (config, spec, plan)
+    }
+
+    /// `clawjail check --json`: the plan, one line of canonical JSON.
+    public static func json(configPath: String, layout: HostLayout) throws(ClawjailError) -> String {
+        try plan(configPath: configPath, layout: layout).2.jsonText + "\n"
+    }
+
+    public static func make(configPath: String, layout: HostLayout) throws(ClawjailError) -> String {
+        let (config, spec, plan) = try plan(configPath: configPath, layout: layout)
+        var out = render(spec, plan: plan, file: configPath)
         if let p = config.preset, let preset = Preset.all[p] {
             out += "  preset       \(p): \(preset.summary) (keys written in the file win)\n"
         }
@@ -34,16 +60,17 @@ public enum CheckReport {
             parts.append("wall time \(Units.formatDuration(l.wallTimeMs))")
             out += "  tools        " + parts.joined(separator: ", ") + "\n"
         }
+        out += plan.stepsText
         for w in config.warnings { out += "warning: \(w)\n" }
         return out
     }
 
-    public static func render(_ spec: JailSpec, ids: IdMap?, file: String) -> String {
+    public static func render(_ spec: JailSpec, plan: LaunchPlan, file: String) -> String {
         var out = "\(spec.kind.rawValue) \(spec.name)  (\(file))\n"
         func line(_ key: String, _ value: String) { out += "  " + key.padding(12) + " " + value + "\n" }
         line("command", spec.argv.map(shellQuote).joined(separator: " "))
-        if let ids {
-            line("user", "\(spec.user) inside -> \(ids.outside(spec.user)) outside (uids \(ids.base)-\(ids.base + ids.count - 1))")
+        if let ids = plan.ids {
+            line("user", "\(spec.user) inside -> \(ids.userOutside) outside (uids \(ids.base)-\(ids.base + ids.count - 1))")
         } else {
             line("user", "\(spec.user) inside -> its agent's own unprivileged range (allocated at the first run)")
         }
@@ -64,20 +91,35 @@ public enum CheckReport {
         if !added.isEmpty { hidden += "; etc_hide: " + added.joined(separator: ", ") }
         if !shown.isEmpty { hidden += "; shown by etc_show: " + shown.joined(separator: ", ") }
         line("etc hidden", hidden)
-        if spec.mounts.isEmpty {
+        // The configured mounts as the plan attaches them, with the flags it uses.
+        let attached = plan.mounts.compactMap { step -> (MountStep, AttachSource, MountOptions)? in
+            guard case .attach(let source, let options) = step.action else { return nil }
+            if case .rootfsEntry = source { return nil }
+            return (step, source, options)
+        }
+        if attached.isEmpty {
             line("mounts", "none")
         } else {
             out += "  mounts\n"
-            for m in spec.mounts {
-                let mode: String
-                switch m.role {
-                case .workspace: mode = "rw, nosuid, nodev (workspace)"
-                case .mount: mode = m.writable ? "rw, nosuid, nodev" : "ro"
-                case .credentials: mode = "ro, noexec (credentials: 0700 dir, 0600 files)"
-                case .protect: mode = "ro (protected)"
+            for (step, source, options) in attached {
+                let from: String
+                let role: String
+                switch source {
+                case .hostPath(let p, let r, _, let give, _):
+                    from = p
+                    role = r.rawValue + (give != nil ? ", given to the jail's uid" : "")
+                case .credentials(let p):
+                    from = p
+                    role = "credentials: 0700 dir, 0600 files"
+                case .protected(let ws, let rel, _, let pin):
+                    from = ws + "/" + rel
+                    role = pin ? "pinned" : "protected"
+                case .rootfsEntry(let root, let name):
+                    from = root + "/" + name
+                    role = "rootfs"
                 }
-                let source = m.role == .protect ? "workspace/" + m.host : m.host
-                out += "    " + m.target.padding(24) + " <- " + source + "  " + mode + "\n"
+                out += "    " + ("/" + step.target).padding(24) + " <- " + from + "  " + options.names.joined(separator: ",")
+                    + " (" + role + ")\n"
             }
         }
         let l = spec.limits
@@ -89,7 +131,8 @@ public enum CheckReport {
         if let f = l.fileSize { limits.append("file size \(Units.formatSize(f))") }
         limits.append("wall time " + (l.wallTimeMs == 0 ? "none" : Units.formatDuration(l.wallTimeMs)))
         line("limits", limits.joined(separator: ", "))
-        line("seccomp", spec.seccompProfile)
+        line("seccomp", spec.seccompProfile + (plan.seccomp.contentHash.map { " (sha256 \($0.prefix(16))…)" } ?? ""))
+        line("cgroup", plan.cgroup.location)
         line("sandboxes", "no user namespaces inside: the jail is the sandbox; run Chromium with --no-sandbox")
         switch spec.network.mode {
         case .none: line("network", "none (loopback only)")

@@ -4,6 +4,7 @@ import Glibc
 import CClawjailChild
 import ClawjailCgroup
 import ClawjailCore
+import ClawjailPlan
 import ClawjailSystem
 
 /// The outside id range of a jail: inside ids 0..<count map to base..<base+count.
@@ -28,11 +29,12 @@ public protocol ParentHook: AnyObject {
 
 public struct LaunchRequest {
     public var spec: JailSpec
+    /// Every step of the jail, made from `spec` (LaunchPlan.make); what runs.
+    public var plan: LaunchPlan
     public var ids: IdMap
     public var layout: HostLayout
-    /// The cgroup manager, or nil to detect it (/proc/self/mountinfo) on the thread that
-    /// creates the jail's cgroup, beside the mount plan.
-    public var cgroups: (any CgroupManager)?
+    /// The cgroup manager the plan's cgroup section was made for.
+    public var cgroups: any CgroupManager
     /// Raw `struct sock_filter` array; empty for no filter.
     public var seccompBPF: [UInt8] = []
     public var seccompFlags: UInt32 = 0
@@ -43,14 +45,13 @@ public struct LaunchRequest {
     /// fds for the command's 0, 1, 2 (nil keeps the supervisor's own).
     public var stdio: [Int32]?
     public var hooks: [any ParentHook] = []
-    /// /etc/resolv.conf inside the jail.
-    public var resolvConf = "# no network in this jail\n"
     /// The jail's registry lock, when the caller took it already (agent runs do, before
     /// touching the store); otherwise start() takes it.
     public var lock: FileLock?
 
-    public init(spec: JailSpec, ids: IdMap, layout: HostLayout, cgroups: (any CgroupManager)?) {
+    public init(spec: JailSpec, plan: LaunchPlan, ids: IdMap, layout: HostLayout, cgroups: any CgroupManager) {
         self.spec = spec
+        self.plan = plan
         self.ids = ids
         self.layout = layout
         self.cgroups = cgroups
@@ -148,8 +149,6 @@ struct PlacedCgroup: Sendable {
 }
 
 public enum Launcher {
-    static let forwardedSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
-
     /// Builds everything, clones the jail, does the parent's half of the setup and
     /// releases the child. On any failure nothing is left behind.
     public static func start(_ request: LaunchRequest) throws(ClawjailError) -> RunningJail {
@@ -162,17 +161,14 @@ public enum Launcher {
         defer { if !lockHandedOver { JailRegistry.release(lock, name: spec.name, layout: request.layout) } }
 
         // The cgroup directories (kernel work: a memcg is costly to create) are made on
-        // a second thread while this one builds the mount plan.
-        let cgroupManager = request.cgroups
-        let limits = CgroupLimits(memoryBytes: spec.limits.memory, pids: spec.limits.pids, cpuCores: spec.limits.cpu,
-                                  ioWeight: spec.limits.ioWeight)
+        // a second thread while this one prepares the mount steps.
+        let manager = request.cgroups
+        let cgroupPlan = request.plan.cgroup
         let name = spec.name
         let cgroupWork = BackgroundWork.start { () throws(ClawjailError) -> PlacedCgroup in
-            let manager: any CgroupManager
             Trace.mark("cgroup: begins")
             defer { Trace.mark("cgroup: created") }
-            if let given = cgroupManager { manager = given } else { manager = try Cgroups.detect() }
-            return try PlacedCgroup(manager.create(name: name, limits: limits))
+            return try PlacedCgroup(manager.create(name: name, plan: cgroupPlan))
         }
         func placedCgroup() throws(ClawjailError) -> PlacedCgroup {
             let placed = try cgroupWork.join()
@@ -180,13 +176,12 @@ public enum Launcher {
             return placed
         }
 
-        var builder = RootfsBuilder(spec: spec, outsideUid: request.ids.outside(spec.user), layout: request.layout,
-                                    resolvConf: request.resolvConf)
+        var builder = MountExecutor(plan: request.plan, outsideUid: request.ids.outside(spec.user))
         Trace.mark("lock taken")
         let plan: ChildPlan
         do {
-            try builder.build()
-            Trace.mark("mount plan built")
+            try builder.run()
+            Trace.mark("mount steps prepared")
             plan = try makePlan(request, ops: builder.ops)
             Trace.mark("child plan built")
         } catch {
@@ -249,29 +244,32 @@ public enum Launcher {
         return jail
     }
 
+    /// The C child's flat plan, marshalled from the LaunchPlan (and the fds and filter
+    /// that only exist in this process).
     static func makePlan(_ request: LaunchRequest, ops: [ChildOp]) throws(ClawjailError) -> ChildPlan {
-        let spec = request.spec
+        let lp = request.plan
         let plan = try ChildPlan()
         let p = plan.raw
-        p.pointee.clone_flags = cj_jail_clone_flags()
-        p.pointee.unshare_cgroupns = 1
-        plan.setString(\.staging, request.layout.stagingRoot)
-        plan.setString(\.root_options, "size=4m,nr_inodes=4096,mode=0755")
-        p.pointee.root_readonly = 1
-        plan.setString(\.hostname, spec.hostname)
-        p.pointee.uid = spec.user
-        p.pointee.gid = spec.user
-        plan.setString(\.cwd, spec.cwd)
-        try plan.setArgv(spec.argv)
-        try plan.setEnvironment(spec.environment.map { "\($0.name)=\($0.value)" })
-        plan.setString(\.path_search, spec.environment.first { $0.name == "PATH" }?.value ?? Defaults.path)
-        p.pointee.loopback_up = 1
-        p.pointee.cap_last_cap = capLastCap
+        p.pointee.clone_flags = cloneFlags(lp.namespaces)
+        p.pointee.unshare_cgroupns = lp.namespaces.contains(.cgroup) ? 1 : 0
+        plan.setString(\.staging, lp.root.staging)
+        plan.setString(\.root_options, lp.root.tmpfsOptions)
+        p.pointee.root_readonly = lp.root.readOnly ? 1 : 0
+        let process = lp.process
+        plan.setString(\.hostname, process.hostname)
+        p.pointee.uid = process.uid
+        p.pointee.gid = process.gid
+        plan.setString(\.cwd, process.cwd)
+        try plan.setArgv(process.argv)
+        try plan.setEnvironment(process.environment.map { "\($0.name)=\($0.value)" })
+        plan.setString(\.path_search, process.pathSearch)
+        p.pointee.loopback_up = process.loopbackUp ? 1 : 0
+        p.pointee.cap_last_cap = process.capLastCap
         p.pointee.trace = Trace.enabled ? 1 : 0
-        for (resource, soft, hard, name) in rlimits(spec.limits) {
-            try plan.addRlimit(resource, soft: soft, hard: hard, name: name)
+        for r in lp.rlimits {
+            try plan.addRlimit(resource(r.resource), soft: r.soft, hard: r.hard, name: r.label)
         }
-        plan.setForwardedSignals(forwardedSignals)
+        plan.setForwardedSignals(process.forwardedSignals.compactMap(signalNumber))
         if let stdio = request.stdio { plan.setStdio(stdio) }
         if let (start, length) = argumentArea() {
             p.pointee.scrub_start = start
@@ -288,11 +286,45 @@ public enum Launcher {
         return plan
     }
 
-    /// The highest capability this kernel knows; the bounding set is emptied up to it.
-    static let capLastCap: Int32 = {
-        let text = (try? FileSystem.readText("/proc/sys/kernel/cap_last_cap", limit: 16)) ?? ""
-        return Int32(text.split(separator: "\n").first ?? "") ?? 63
-    }()
+    /// clone3's flags for the plan's namespaces (the cgroup namespace is unshared by
+    /// the child once it is in its cgroup).
+    static func cloneFlags(_ namespaces: [LaunchPlan.Namespace]) -> UInt64 {
+        var flags: UInt64 = 0
+        for n in namespaces {
+            switch n {
+            case .user: flags |= CloneFlags.newUser
+            case .mount: flags |= CloneFlags.newNS
+            case .pid: flags |= CloneFlags.newPID
+            case .net: flags |= CloneFlags.newNet
+            case .ipc: flags |= CloneFlags.newIPC
+            case .uts: flags |= CloneFlags.newUTS
+            case .cgroup: break
+            }
+        }
+        return flags
+    }
+
+    static func resource(_ r: LaunchPlan.Rlimit.Resource) -> Int32 {
+        switch r {
+        case .core: return Int32(RLIMIT_CORE.rawValue)
+        case .nofile: return Int32(RLIMIT_NOFILE.rawValue)
+        case .nproc: return cj_rlimit_nproc()
+        case .fsize: return Int32(RLIMIT_FSIZE.rawValue)
+        }
+    }
+
+    static func signalNumber(_ name: String) -> Int32? {
+        switch name {
+        case "SIGTERM": return SIGTERM
+        case "SIGINT": return SIGINT
+        case "SIGHUP": return SIGHUP
+        case "SIGQUIT": return SIGQUIT
+        case "SIGUSR1": return SIGUSR1
+        case "SIGUSR2": return SIGUSR2
+        case "SIGWINCH": return SIGWINCH
+        default: return nil
+        }
+    }
 
     /// arg_start..env_end of this process (fields 48-51 of /proc/self/stat).
     static func argumentArea() -> (UInt, Int)? {
@@ -303,27 +335,6 @@ public enum Launcher {
         guard fields.count > 48, let start = UInt(fields[45]), let end = UInt(fields[48].split(separator: "\n")[0]),
               end > start, end - start < 1 << 20 else { return nil }
         return (start, Int(end - start))
-    }
-
-    /// The rlimit policy (documented in the README): no core dumps; open files from
-    /// the config; processes per user capped just above the pids limit, so a fork bomb meets a
-    /// wall even where the pids controller is missing; file size from the config
-    /// (unlimited by default: the memory and tmpfs limits bound what a jail can fill).
-    static func rlimits(_ l: JailSpec.Limits) -> [(Int32, UInt64, UInt64, String)] {
-        let infinity = UInt64.max
-        var out: [(Int32, UInt64, UInt64, String)] = [
-            (Int32(RLIMIT_CORE.rawValue), 0, 0, "RLIMIT_CORE"),
-            (Int32(RLIMIT_NOFILE.rawValue), l.openFiles, l.openFiles, "RLIMIT_NOFILE (open_files)"),
-            // A little above pids.max, so that the cgroup is the limit that fires (and is
-            // counted in pids.events); NPROC only backs it up.
-            (cj_rlimit_nproc(), l.pids + 8, l.pids + 8, "RLIMIT_NPROC (pids + 8)"),
-        ]
-        if let f = l.fileSize {
-            out.append((Int32(RLIMIT_FSIZE.rawValue), f, f, "RLIMIT_FSIZE (file_size)"))
-        } else {
-            out.append((Int32(RLIMIT_FSIZE.rawValue), infinity, infinity, "RLIMIT_FSIZE"))
-        }
-        return out
     }
 
     /// uid_map, setgroups=deny and gid_map, written by the parent (which is root in

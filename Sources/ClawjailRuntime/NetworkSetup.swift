@@ -49,13 +49,6 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
         spec.network.mode == .egress || !spec.network.ingress.isEmpty
     }
 
-    /// /etc/resolv.conf of the jail: the DNS responder in egress mode, nothing otherwise.
-    static func resolvConf(for spec: JailSpec) -> String {
-        spec.network.mode == .egress
-            ? "# clawjail: the egress DNS responder answers allowlisted names only\nnameserver \(NetworkLayout.peerAddress)\noptions ndots:0 attempts:2 timeout:2\n"
-            : "# no network in this jail\n"
-    }
-
     func childCreated(pid: pid_t) throws(ClawjailError) {
         jailInitPid = pid
         let jailNS = try NetworkNamespace.of(pid: pid)

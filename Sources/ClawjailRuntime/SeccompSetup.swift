@@ -56,3 +56,15 @@ enum SeccompSetup {
         "\(jail): \(v.description)"
     }
 }
+
+extension SeccompSetup {
+    /// The content hash of the profile the spec names, as a run's filter records it
+    /// (`on_violation` applied), without compiling or caching anything: for `check`.
+    static func contentHash(_ spec: JailSpec, layout: HostLayout) -> String? {
+        guard var profile = try? ProfileLocator.load(nameOrPath: spec.seccompProfile, searchPaths: layout.profileSearchPath) else {
+            return nil
+        }
+        if let mode = spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:)) { profile = profile.withViolationMode(mode) }
+        return profile.contentHash
+    }
+}

@@ -4,6 +4,7 @@ import Glibc
 import CClawjailChild
 import ClawjailCgroup
 import ClawjailCore
+import ClawjailPlan
 import ClawjailSeccomp
 import ClawjailStore
 import ClawjailSystem
@@ -32,6 +33,8 @@ public struct ToolRunRequest {
     public var recordRetryMs: UInt64 = 5_000
     /// --json-status FD
     public var statusFD: Int32?
+    /// --print-plan: print the run's LaunchPlan as JSON and run nothing.
+    public var printPlan = false
     public var layout: HostLayout
     public init(options: ToolRunOptions, layout: HostLayout) {
         self.options = options
@@ -105,34 +108,48 @@ extension ToolRun {
         // when the child plan needs the filter; without an agent the cgroup hierarchy is
         // detected on the thread that creates the cgroup. Both overlap the mount plan.
         let seccompWork = BackgroundWork.start { () throws(ClawjailError) in try SeccompSetup.choose(spec, layout: r.layout) }
+        let cgroups = try Cgroups.detect()
+        let facts = HostProbe.facts(for: spec, layout: r.layout, cgroup: cgroups.facts)
+        Trace.mark("host probed")
+        if r.printPlan {
+            let plan = LaunchPlan.make(spec, facts: facts, ids: (ids.base, ids.count),
+                                       seccompContentHash: try seccompWork.join().filter.profileHash)
+            try? FD.standardOutput.writeAll(plan.jsonText + "\n")
+            return 0
+        }
         if store == nil && NetworkHook.isNeeded(for: spec) {
             // Egress decisions are audit events: a tool run with a network opens the store.
             store = try StoreAccess.open(r.layout)
         }
         var runID: RunID?
-        var cgroups: (any CgroupManager)?
+        let plan: LaunchPlan
         if let store, let agent = r.agentName {
-            let detected = try Cgroups.detect()
-            cgroups = detected
-            let manifest = Manifest.make(spec: spec, ids: ids, cgroups: detected, seccompHash: try seccompWork.join().filter.profileHash)
+            // A recorded run records the exact plan, seccomp hash included.
+            plan = LaunchPlan.make(spec, facts: facts, ids: (ids.base, ids.count),
+                                   seccompContentHash: try seccompWork.join().filter.profileHash)
+            let manifest = Manifest.make(spec: spec, plan: plan, ids: ids, cgroups: cgroups)
             do {
                 runID = try store.beginRun(agent: agent, kind: .tool, supervisorPid: getpid(),
                                            supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
                                            planHash: manifest.hash, manifestJSON: manifest.json,
                                            endReserveBytes: r.layout.recordReserveBytes)
             } catch { throw StoreAccess.wrapStart(error, "recording the tool run of \(agent)") }
+        } else {
+            // The filter is joined when the child plan needs it; the plan names the
+            // profile without its hash.
+            plan = LaunchPlan.make(spec, facts: facts, ids: (ids.base, ids.count), seccompContentHash: nil)
         }
+        Trace.mark("launch plan made")
         let agentForAudit = r.agentName ?? ""
         let recorder = store.map { s in
             RunRecorder(store: s, runID: runID, agent: agentForAudit,
                         label: runID.map { "tool run \($0) of agent \(agentForAudit)" } ?? "tool run \(spec.name)")
         }
         let retryNs = r.recordRetryMs * 1_000_000
-        var request = LaunchRequest(spec: spec, ids: ids, layout: r.layout, cgroups: cgroups)
+        var request = LaunchRequest(spec: spec, plan: plan, ids: ids, layout: r.layout, cgroups: cgroups)
         request.pendingSeccomp = seccompWork
         if NetworkHook.isNeeded(for: spec) {
             request.hooks.append(NetworkAudit.hook(spec: spec, recorder: recorder))
-            request.resolvConf = NetworkHook.resolvConf(for: spec)
         }
         let jail: RunningJail
         do {

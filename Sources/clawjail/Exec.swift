@@ -27,6 +27,7 @@ struct Exec: ParsableCommand {
           clawjail exec --workspace /srv/tools/run1 -- python3 script.py
           clawjail exec --ro /opt/models:/models --timeout 30s -- ./infer
           clawjail exec --config tool.toml -- make test
+          clawjail exec --print-plan --workspace /srv/tools/run1 -- make | jq .mounts
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -91,6 +92,9 @@ struct Exec: ParsableCommand {
     @Flag(help: "Do not print the one-line result on stderr.")
     var quiet = false
 
+    @Flag(name: .customLong("print-plan"), help: "Print the tool run's launch plan as JSON (one line: every mount step, rlimit, cgroup value, the seccomp profile and its hash, the process) and run nothing.")
+    var printPlan = false
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "CMD"))
     var command: [String] = []
 
@@ -104,7 +108,7 @@ struct Exec: ParsableCommand {
                       config: config, workspace: workspace, readOnly: readOnly, readWrite: readWrite, env: env, cwd: cwd,
                       timeout: timeout, memory: memory, pids: pids, cpu: cpu, network: network, allow: allow,
                       resolver: resolver, profile: profile, user: user, grace: grace, recordRetry: recordRetry, quiet: quiet,
-                      command: command)
+                      printPlan: printPlan, command: command)
     }
 
     func run() throws {
@@ -139,6 +143,7 @@ struct ExecArguments {
     var grace: String?
     var recordRetry: String?
     var quiet = false
+    var printPlan = false
     var command: [String] = []
 
     func validate() throws(ClawjailError) {
@@ -195,6 +200,7 @@ struct ExecArguments {
         request.agentName = agent
         request.statusFD = jsonStatus
         request.quiet = quiet
+        request.printPlan = printPlan
         if let g = grace { request.graceMs = try parseOption("--grace", g) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) } }
         if let r = recordRetry {
             request.recordRetryMs = try parseOption("--record-retry", r) { v throws(Units.ParseError) in try Units.parseDuration(v, allowZero: true) }

@@ -66,6 +66,43 @@ extension Privileged {
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
         }
 
+        @Test("check --json prints the plan the run executed: the one its manifest records")
+        func checkJSONIsTheRecordedPlan() throws {
+            let a = try AgentFixture("plan")
+            defer { a.clean() }
+            try a.write(command: ["/probe/jailprobe", "say", "ran"], extra: """
+                [credentials]
+                host = "\(a.credentials)"
+                [protect]
+                paths = ["SOUL.md", "memory/"]
+                [env]
+                API_TOKEN = "tok-0123456789"
+                [limits]
+                cpu = 0.5
+                """)
+            let r = try a.run()
+            #expect(r.status == 0, "\(r)")
+            let logs = try Harness.clawjail(["logs", a.name, "--json"])
+            #expect(logs.status == 0, "\(logs)")
+            let record = try #require(try JSONSerialization.jsonObject(with: Data(logs.stdout.utf8)) as? [String: Any])
+            let runs = try #require(record["runs"] as? [[String: Any]])
+            let manifest = try #require(runs.first?["manifest"] as? [String: Any])
+            let recorded = try #require(manifest["plan"] as? [String: Any], "the manifest records the plan")
+            let check = try Harness.clawjail(["check", "--json", a.config])
+            #expect(check.status == 0, "\(check)")
+            let printed = try #require(try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any])
+            #expect(NSDictionary(dictionary: recorded).isEqual(to: printed),
+                    "check --json differs from the recorded plan:\n\(check.stdout)\nrecorded: \(recorded)")
+            // The plan is the executed one: the agent's own range, the profile's hash, the
+            // steps; and the secret is not in it.
+            let ids = try #require(printed["ids"] as? [String: Any])
+            #expect((ids["outside"] as? Int ?? 0) > 0x7000_0000)
+            #expect((printed["seccomp"] as? [String: Any])?["content_hash"] is String)
+            #expect(!check.stdout.contains("tok-0123456789"))
+            let targets = (printed["mounts"] as? [[String: Any]] ?? []).compactMap { $0["target"] as? String }
+            #expect(targets.contains("/workspace/SOUL.md") && targets.contains("/run/credentials"), "\(targets)")
+        }
+
         @Test("credentials: fixed to 0700/0600, owned by the agent's outside uid, read-only inside, absent in tool runs")
         func credentials() throws {
             let a = try AgentFixture("creds")

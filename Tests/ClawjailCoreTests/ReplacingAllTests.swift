@@ -1,7 +1,7 @@
 import Testing
-@testable import ClawjailRuntime
+@testable import ClawjailCore
 
-/// String.replacingAll fills the jail's /etc templates (RootfsBuilder.buildEtc).
+/// String.replacingAll fills the jail's /etc templates (the planner's /etc step).
 @Suite("String.replacingAll") struct ReplacingAllTests {
     @Test func replacesEveryOccurrenceLeftToRight() {
         #expect("tool:x:@UID@:@GID@:@HOME@".replacingAll("@UID@", with: "1000") == "tool:x:1000:@GID@:@HOME@")

@@ -1,0 +1,69 @@
+import ClawjailCgroup
+import ClawjailCore
+import ClawjailPlan
+import ClawjailSystem
+
+/// The executor's look at the host before planning: what exists, once, so that the
+/// plan (LaunchPlan.make) needs no syscalls of its own.
+enum HostProbe {
+    static func facts(for spec: JailSpec, layout: HostLayout, cgroup: CgroupFacts) -> HostFacts {
+        var f = HostFacts(cgroup: cgroup, stagingRoot: layout.stagingRoot, emptyDirectory: layout.emptyDirectory)
+        f.capLastCap = capLastCap
+        switch spec.rootfs {
+        case .host:
+            for name in ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+                if let e = entry("/" + name) { f.baseEntries.append(.init(name, e)) }
+            }
+            let top = Set((try? FileSystem.listDirectory("/etc")) ?? [])
+            for path in spec.etcHidden where path.contains("/") ? FileSystem.exists("/etc/" + path) : top.contains(path) {
+                f.etcHiddenPresent.insert(path)
+            }
+            f.hostMachineID = (try? FileSystem.readFile("/etc/machine-id", limit: 256)) ?? []
+        case .directory(let root):
+            f.rootfsEntries = listing(root)
+            f.rootfsEtcEntries = listing(root + "/etc")
+            for path in spec.etcHidden where path.contains("/") && FileSystem.exists(root + "/etc/" + path) {
+                f.etcHiddenPresent.insert(path)
+            }
+        }
+        // The jail's procfs shows the same kernel's files as the host's: what this kernel
+        // lacks needs no step, and a file only host root may read (0400, root) already
+        // reads as EACCES inside, where nobody is root outside. Every mount less is
+        // cheaper to set up and to tear down.
+        f.procToMask = LaunchPlan.maskedProc.filter(needsMask)
+        f.procToMakeReadOnly = LaunchPlan.readOnlyProc.filter { (try? FileSystem.stat("/proc/" + $0)) != nil }
+        for m in spec.mounts where m.role == .workspace || m.role == .mount {
+            if let e = entry(m.host) { f.mountSources[m.host] = e }
+        }
+        return f
+    }
+
+    /// What `path` is, without following a symlink at its end; nil when it is absent.
+    static func entry(_ path: String) -> HostFacts.Entry? {
+        guard let st = try? FileSystem.stat(path) else { return nil }
+        if st.isSymlink { return .symlink(target: (try? FileSystem.readlink(path)) ?? "") }
+        if st.isDirectory { return .directory }
+        if st.isRegular { return .file }
+        return .other
+    }
+
+    static func listing(_ dir: String) -> [HostFacts.NamedEntry] {
+        let names = ((try? FileSystem.listDirectory(dir)) ?? []).sorted()
+        return names.compactMap { n in entry(dir + "/" + n).map { HostFacts.NamedEntry(n, $0) } }
+    }
+
+    static func needsMask(_ name: String) -> Bool {
+        do {
+            let st = try FileSystem.stat("/proc/" + name)
+            return !(st.isRegular && st.uid == 0 && st.permissions & 0o066 == 0)
+        } catch {
+            return error != .ENOENT
+        }
+    }
+
+    /// The highest capability this kernel knows; the bounding set is emptied up to it.
+    static let capLastCap: Int32 = {
+        let text = (try? FileSystem.readText("/proc/sys/kernel/cap_last_cap", limit: 16)) ?? ""
+        return Int32(text.split(separator: "\n").first ?? "") ?? 63
+    }()
+}

@@ -1,0 +1,295 @@
+import Foundation
+import Testing
+@testable import ClawjailPlan
+import ClawjailCore
+
+// LaunchPlan.make as a pure function: a table of configs and hand-built host facts,
+// each compared with a golden plan in Golden/ (CLAWJAIL_UPDATE_GOLDEN=1 rewrites them;
+// review the diff), plus the rules the plan must keep whatever the table holds.
+
+private let hostEnvironment = ["PATH": "/root/bin", "HOME": "/root", "ANTHROPIC_API_KEY": "sk-host"]
+
+private func agent(_ body: String) throws -> JailSpec {
+    let config = try AgentConfig.parse(body, file: "/srv/clawjail/alice/agent.toml", kind: .agent)
+    return JailSpec.forAgent(config, hostEnvironment: hostEnvironment)
+}
+
+private func tool(_ o: ToolRunOptions, toolConfig: String? = nil) throws -> JailSpec {
+    let tc = try toolConfig.map { try AgentConfig.parse($0, file: "/srv/tools/tool.toml", kind: .tool) }
+    return try JailSpec.forTool(o, toolConfig: tc, agentConfig: nil, runID: "0123abcd", hostEnvironment: hostEnvironment)
+}
+
+/// A Debian host with merged /usr and the hybrid v1 layout of this project's CI machine.
+private func hybridHost() -> HostFacts {
+    var f = HostFacts(cgroup: CgroupFacts(mode: .v1, v1Hierarchies: [["memory"], ["pids"], ["cpu", "cpuacct"], ["freezer"], ["blkio"]],
+                                          v1BlkioWeightFile: "blkio.weight", location: "v1 under clawjail/"),
+                      stagingRoot: "/run/clawjail/root", emptyDirectory: "/run/clawjail/empty")
+    f.baseEntries = [.init("usr", .directory), .init("bin", .symlink(target: "usr/bin")), .init("sbin", .symlink(target: "usr/sbin")),
+                     .init("lib", .symlink(target: "usr/lib")), .init("lib64", .symlink(target: "usr/lib64"))]
+    f.etcHiddenPresent = ["shadow", "gshadow", "ssh", "sudoers", "ssl/private"]
+    f.procToMask = ["keys", "kallsyms", "sysvipc"]
+    f.procToMakeReadOnly = ["sys", "sysrq-trigger", "irq"]
+    f.hostMachineID = Array("0123456789abcdef0123456789abcdef\n".utf8)
+    f.capLastCap = 40
+    return f
+}
+
+/// A pure cgroup v2 host (the qemu tier's kernel), no /lib64, fewer /proc entries.
+private func v2Host() -> HostFacts {
+    var f = hybridHost()
+    f.cgroup = CgroupFacts(mode: .v2, location: "v2, jails under /sys/fs/cgroup/clawjail")
+    f.baseEntries = [.init("usr", .directory), .init("bin", .directory), .init("lib", .directory)]
+    f.procToMask = ["kcore", "keys"]
+    return f
+}
+
+private struct Case: CustomTestStringConvertible, Sendable {
+    let name: String
+    let spec: @Sendable () throws -> JailSpec
+    let facts: @Sendable () -> HostFacts
+    var ids: (base: UInt32, count: UInt32)? = (0x7001_0000, 65536)
+    var testDescription: String { name }
+}
+
+private let cases: [Case] = [
+    Case(name: "agent-minimal-v1", spec: { try agent("name = \"alice\"\ncommand = [\"/usr/bin/node\", \"gw.js\"]\n") },
+         facts: hybridHost, ids: nil),
+    Case(name: "agent-full-v1", spec: { try agent("""
+        name = "alice"
+        command = ["/usr/bin/node", "gw.js"]
+        user = 1000
+        [workspace]
+        host = "/srv/alice/ws"
+        [credentials]
+        host = "/srv/alice/creds"
+        [[mount]]
+        host = "/opt/models"
+        path = "/models"
+        [[mount]]
+        host = "/srv/alice/npmrc"
+        path = "/etc/npmrc"
+        [limits]
+        memory = "2G"
+        pids = 256
+        cpu = 1.5
+        io_weight = 500
+        file_size = "1G"
+        [network]
+        mode = "egress"
+        allow = ["api.anthropic.com", "*.github.com:443"]
+        [env]
+        GITHUB_TOKEN = "ghp_secret_value"
+        LANG = "C.UTF-8"
+        [protect]
+        paths = ["SOUL.md", "memory/", "skills/a/b.md"]
+        """) }, facts: hybridHost),
+    Case(name: "agent-full-v2", spec: { try agent("""
+        name = "alice"
+        command = ["/usr/bin/node", "gw.js"]
+        [workspace]
+        host = "/srv/alice/ws"
+        [limits]
+        cpu = 0.5
+        io_weight = 100
+        [network]
+        mode = "egress"
+        allow = ["api.anthropic.com"]
+        """) }, facts: v2Host),
+    Case(name: "preset-openclaw-v2", spec: { try agent("""
+        name = "claw"
+        preset = "openclaw"
+        command = ["/usr/bin/node", "openclaw.mjs"]
+        [workspace]
+        host = "/srv/claw/ws"
+        """) }, facts: v2Host),
+    Case(name: "preset-nanoclaw-v1", spec: { try agent("""
+        name = "nano"
+        preset = "nanoclaw"
+        command = ["/usr/bin/node", "dist/index.js"]
+        [workspace]
+        host = "/srv/nano/ws"
+        """) }, facts: hybridHost),
+    Case(name: "tool-default-v1", spec: {
+        var o = ToolRunOptions(argv: ["make", "-j2"])
+        o.workspace = "/srv/tools/run1"
+        o.readOnly = [("/opt/sdk", "/sdk")]
+        return try tool(o)
+    }, facts: hybridHost, ids: (0x7000_0000, 65536)),
+    Case(name: "tool-egress-v2", spec: {
+        var o = ToolRunOptions(argv: ["curl", "https://example.com"])
+        o.network = .egress
+        o.allow = [try AllowRule.parse("example.com").get()]
+        o.cpu = 2
+        return try tool(o)
+    }, facts: v2Host, ids: (0x7000_0000, 65536)),
+    Case(name: "tool-directory-rootfs-v1", spec: {
+        try tool(ToolRunOptions(argv: ["/bin/sh"]), toolConfig: """
+            [rootfs]
+            path = "/srv/rootfs/bookworm"
+            """)
+    }, facts: {
+        var f = hybridHost()
+        f.rootfsEntries = [.init("bin", .symlink(target: "usr/bin")), .init("dev", .directory), .init("etc", .directory),
+                           .init("proc", .directory), .init("usr", .directory), .init("var", .directory), .init("fifo", .other)]
+        f.rootfsEtcEntries = [.init("hosts", .file), .init("os-release", .symlink(target: "../usr/lib/os-release")),
+                              .init("passwd", .file), .init("shadow", .file), .init("ssl", .directory)]
+        f.etcHiddenPresent = ["ssl/private"]
+        return f
+    }, ids: (0x7000_0000, 65536)),
+]
+
+private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+
+/// Pretty, key-sorted JSON, so a golden file reads and diffs line by line.
+private func pretty(_ plan: LaunchPlan) throws -> String {
+    let object = try JSONSerialization.jsonObject(with: Data(plan.jsonText.utf8))
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    return String(decoding: data, as: UTF8.self) + "\n"
+}
+
+@Suite("LaunchPlan: golden plans")
+struct GoldenPlanTests {
+    @Test(arguments: cases)
+    fileprivate func planMatchesGolden(_ c: Case) throws {
+        let plan = LaunchPlan.make(try c.spec(), facts: c.facts(), ids: c.ids, seccompContentHash: "f00d")
+        let text = try pretty(plan)
+        let file = goldenDirectory.appendingPathComponent(c.name + ".json")
+        if ProcessInfo.processInfo.environment["CLAWJAIL_UPDATE_GOLDEN"] == "1" {
+            try FileManager.default.createDirectory(at: goldenDirectory, withIntermediateDirectories: true)
+            try text.write(to: file, atomically: true, encoding: .utf8)
+        }
+        let golden = try #require(try? String(contentsOf: file, encoding: .utf8),
+                                  "no golden plan \(file.path): run with CLAWJAIL_UPDATE_GOLDEN=1 and review it")
+        if golden != text {
+            let diff = text.split(separator: "\n", omittingEmptySubsequences: false)
+                .difference(from: golden.split(separator: "\n", omittingEmptySubsequences: false))
+            let lines: [String] = diff.prefix(40).map { change in
+                switch change {
+                case .insert(_, let line, _): return "+ " + String(line)
+                case .remove(_, let line, _): return "- " + String(line)
+                }
+            }
+            let diffText = lines.joined(separator: "\n")
+            Issue.record("\(c.name): the plan differs from \(file.lastPathComponent):\n\(diffText)")
+        }
+    }
+
+    @Test(arguments: cases)
+    fileprivate func planIsAFunctionOfItsInputs(_ c: Case) throws {
+        let spec = try c.spec()
+        let a = LaunchPlan.make(spec, facts: c.facts(), ids: c.ids, seccompContentHash: nil)
+        let b = LaunchPlan.make(spec, facts: c.facts(), ids: c.ids, seccompContentHash: nil)
+        #expect(a == b)
+        #expect(a.jsonText == b.jsonText)
+        #expect(try JSONValue.parse(a.jsonText) == a.json)
+    }
+}
+
+@Suite("LaunchPlan: rules")
+struct PlanRuleTests {
+    private func spec(_ i: Int) throws -> JailSpec { try cases[i].spec() }
+
+    @Test func parentsMountBeforeChildrenAndTheBaseComesFirst() throws {
+        let plan = LaunchPlan.make(try spec(1), facts: hybridHost(), ids: nil, seccompContentHash: nil)
+        let targets = plan.mounts.map(\.target)
+        #expect(targets.first == "usr")
+        let etc = try #require(targets.firstIndex(of: "etc"))
+        let tmp = try #require(targets.firstIndex(of: "tmp"))
+        let ws = try #require(targets.firstIndex(of: "workspace"))
+        #expect(etc < tmp && tmp < ws)
+        // Every protect path after the pins of its ancestors, and after the workspace.
+        let soul = try #require(targets.firstIndex(of: "workspace/SOUL.md"))
+        let pinA = try #require(targets.firstIndex(of: "workspace/skills"))
+        let pinAB = try #require(targets.firstIndex(of: "workspace/skills/a"))
+        let deep = try #require(targets.firstIndex(of: "workspace/skills/a/b.md"))
+        #expect(ws < soul && ws < pinA && pinA < pinAB && pinAB < deep)
+        // The /etc mount point exists in the overlay's top layer before the overlay.
+        let point = try #require(plan.mounts.firstIndex { $0.target == "etc/npmrc" && $0.label.hasPrefix("create the mount point") })
+        #expect(point < etc)
+    }
+
+    @Test func onlyPresentHiddenEntriesGetAWhiteout() throws {
+        var facts = hybridHost()
+        facts.etcHiddenPresent = ["shadow"]
+        let plan = LaunchPlan.make(try spec(0), facts: facts, ids: nil, seccompContentHash: nil)
+        let whiteouts = plan.mounts.filter { $0.action == .whiteout }.map(\.target)
+        #expect(whiteouts == ["etc/shadow"])
+    }
+
+    @Test func aMountUnderEtcReplacesItsWhiteoutWithAMountPointOfItsType() throws {
+        var facts = hybridHost()
+        facts.etcHiddenPresent = ["npmrc"]
+        facts.mountSources["/srv/alice/npmrc"] = .file
+        let plan = LaunchPlan.make(try spec(1), facts: facts, ids: nil, seccompContentHash: nil)
+        #expect(!plan.mounts.contains { $0.action == .whiteout && $0.target == "etc/npmrc" })
+        #expect(plan.mounts.contains { $0.target == "etc/npmrc" && $0.action == .writeFile(content: [], mode: 0o444) })
+        facts.mountSources["/srv/alice/npmrc"] = .directory
+        let dir = LaunchPlan.make(try spec(1), facts: facts, ids: nil, seccompContentHash: nil)
+        #expect(dir.mounts.contains { $0.target == "etc/npmrc" && $0.action == .mkdir(mode: 0o755) })
+    }
+
+    @Test func v1GetsTheCpuAndBlkioHierarchiesOnlyForTheirLimits() throws {
+        var limits = Defaults.agentLimits
+        limits.cpu = nil
+        var facts = hybridHost().cgroup
+        // cpu shares its hierarchy with cpuacct, which the supervisor reads: kept, unwritten.
+        let shared = LaunchPlan.cgroupPlan(limits, facts: facts)
+        #expect(shared.hierarchies == [["memory"], ["pids"], ["cpu", "cpuacct"], ["freezer"]])
+        #expect(!shared.writes.contains { $0.controller == "cpu" || $0.controller == "blkio" })
+        facts.v1Hierarchies = [["memory"], ["pids"], ["cpu"], ["cpuacct"], ["freezer"], ["blkio"]]
+        let apart = LaunchPlan.cgroupPlan(limits, facts: facts)
+        #expect(apart.hierarchies == [["memory"], ["pids"], ["cpuacct"], ["freezer"]])
+        limits.cpu = 0.25
+        limits.ioWeight = 10000
+        let both = LaunchPlan.cgroupPlan(limits, facts: facts)
+        #expect(both.hierarchies == [["memory"], ["pids"], ["cpu"], ["cpuacct"], ["freezer"], ["blkio"]])
+        #expect(both.writes.contains(.init(controller: "cpu", file: "cpu.cfs_quota_us", value: "25000", optional: false)))
+        #expect(both.writes.contains(.init(controller: "blkio", file: "blkio.weight", value: "1000", optional: true)))
+    }
+
+    @Test func v2WritesTheUnifiedFiles() {
+        var limits = Defaults.toolLimits
+        limits.cpu = 0.001
+        let plan = LaunchPlan.cgroupPlan(limits, facts: CgroupFacts(mode: .v2, location: "x"))
+        #expect(plan.writes.map(\.file) == ["memory.max", "memory.swap.max", "pids.max", "cpu.max"])
+        // The kernel's minimum quota is 1 ms.
+        #expect(plan.writes.last?.value == "1000 100000")
+        #expect(plan.writes.allSatisfy { $0.controller == nil })
+    }
+
+    @Test func secretValuesAreHashedInThePrintedPlan() throws {
+        let plan = LaunchPlan.make(try spec(1), facts: hybridHost(), ids: nil, seccompContentHash: nil)
+        let text = plan.jsonText
+        #expect(!text.contains("ghp_secret_value"))
+        #expect(text.contains(SHA256.hexDigest(of: "ghp_secret_value")))
+        #expect(text.contains("C.UTF-8"))
+        // The executor still gets the value.
+        #expect(plan.process.environment.contains { $0.name == "GITHUB_TOKEN" && $0.value == "ghp_secret_value" })
+    }
+
+    @Test func egressPutsTheProxyInTheEnvironmentAndResolvConf() throws {
+        let plan = LaunchPlan.make(try spec(1), facts: hybridHost(), ids: nil, seccompContentHash: nil)
+        #expect(plan.network.resolvConf.contains("nameserver \(NetworkLayout.peerAddress)"))
+        let resolv = try #require(plan.mounts.first { $0.target == "etc/resolv.conf" })
+        #expect(resolv.action == .writeFile(content: Array(plan.network.resolvConf.utf8), mode: 0o644))
+        #expect(plan.process.environment.contains { $0.name == "HTTPS_PROXY" && $0.value == NetworkLayout.proxyURL })
+    }
+
+    @Test func aDirectoryRootfsKeepsItsOwnEntriesOutAndHidesSecrets() throws {
+        let c = cases[7]
+        let plan = LaunchPlan.make(try c.spec(), facts: c.facts(), ids: c.ids, seccompContentHash: nil)
+        let targets = Set(plan.mounts.map(\.target))
+        #expect(targets.contains("usr") && targets.contains("var") && targets.contains("etc/os-release"))
+        #expect(!targets.contains("fifo"))
+        #expect(!plan.mounts.contains { $0.target == "etc/shadow" })
+        #expect(!plan.mounts.contains { $0.target == "proc" && $0.kindName == "attach" })
+        #expect(plan.mounts.contains { $0.target == "etc/ssl/private" && $0.action == .mask })
+    }
+
+    @Test func rlimitsFollowTheLimits() throws {
+        let plan = LaunchPlan.make(try spec(1), facts: hybridHost(), ids: nil, seccompContentHash: nil)
+        #expect(plan.rlimits.map(\.resource) == [.core, .nofile, .nproc, .fsize])
+        #expect(plan.rlimits[2].soft == 256 + 8)
+        #expect(plan.rlimits[3].soft == 1 << 30)
+    }
+}
