@@ -180,6 +180,14 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         run(machine.clientRead(part, at: .now()))
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Body parts go up as they arrive. Held back for the request's end, the
+        // unflushed bytes of a body bigger than the upstream's write buffer make
+        // it unwritable, which holds the client's reads: nothing moves again.
+        upstream?.handler.flush()
+        context.fireChannelReadComplete()
+    }
+
     /// Carries on with what the client sent while it had to wait.
     private func drainQueue() {
         forgetDeadUpstream()
