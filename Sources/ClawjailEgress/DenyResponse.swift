@@ -1,5 +1,6 @@
 import ClawjailCore
 import NIOCore
+import NIOHTTP1
 
 /// The response a refused request gets. Short, the same shape every time, and
 /// readable by both programs (the `X-Clawjail-Deny` rule) and an LLM (the
@@ -54,19 +55,40 @@ enum DenyResponse {
         }
     }
 
+    /// The text of the response body.
+    static func body(_ rule: DenyRule, host: String?, port: UInt16?, limit: Int? = nil) -> String {
+        "clawjail egress: denied (\(rule.rawValue)): \(explanation(rule, host: host, port: port, limit: limit))\n"
+    }
+
+    /// The head, for a pipeline with NIO's response encoder (which, set not to
+    /// touch framing headers, writes it as `buffer` does).
+    static func head(_ rule: DenyRule, bodyLength: Int) -> HTTPResponseHead {
+        let (code, reason) = status(for: rule)
+        let headers = HTTPHeaders([
+            ("X-Clawjail-Deny", rule.rawValue),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", String(bodyLength)),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+        ])
+        return HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: code, reasonPhrase: reason),
+                                headers: headers)
+    }
+
+    /// The whole response as bytes, for the pipelines without an HTTP encoder
+    /// (the connection cap, a refused tunnel's first flight).
     static func buffer(
         _ rule: DenyRule, host: String?, port: UInt16?, limit: Int? = nil, allocator: ByteBufferAllocator
     ) -> ByteBuffer {
         let (code, reason) = status(for: rule)
-        let body = "clawjail egress: denied (\(rule.rawValue)): \(explanation(rule, host: host, port: port, limit: limit))\n"
-        var buf = allocator.buffer(capacity: 256 + body.utf8.count)
+        let text = body(rule, host: host, port: port, limit: limit)
+        var buf = allocator.buffer(capacity: 256 + text.utf8.count)
         buf.writeString("HTTP/1.1 \(code) \(reason)\r\n")
-        buf.writeString("X-Clawjail-Deny: \(rule.rawValue)\r\n")
-        buf.writeString("Content-Type: text/plain; charset=utf-8\r\n")
-        buf.writeString("Content-Length: \(body.utf8.count)\r\n")
-        buf.writeString("Cache-Control: no-store\r\n")
-        buf.writeString("Connection: close\r\n\r\n")
-        buf.writeString(body)
+        for (name, value) in head(rule, bodyLength: text.utf8.count).headers {
+            buf.writeString("\(name): \(value)\r\n")
+        }
+        buf.writeString("\r\n")
+        buf.writeString(text)
         return buf
     }
 }

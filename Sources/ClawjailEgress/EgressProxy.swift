@@ -141,10 +141,8 @@ public final class EgressProxy: Sendable {
                     }
                     switch kind {
                     case .proxy, .transparentHTTP:
-                        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-                        try sync.addHandler(decoder)
-                        try sync.addHandler(HTTPFrontHandler(
-                            shared: shared, mode: kind == .proxy ? .forward : .transparent, decoder: decoder))
+                        try HTTPFrontHandler.addHandlers(to: sync, shared: shared,
+                                                         mode: kind == .proxy ? .forward : .transparent)
                     case .transparentTLS:
                         try sync.addHandler(TransparentTLSHandler(shared: shared))
                     }

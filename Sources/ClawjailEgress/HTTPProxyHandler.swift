@@ -2,11 +2,23 @@ import ClawjailCore
 import NIOCore
 import NIOHTTP1
 
+/// Connects to an allowed name (`Dialer`; tests put channels of their own here).
+protocol UpstreamDialer: Sendable {
+    /// `initializer` sets up the upstream pipeline before the connection is
+    /// established, so no early byte is lost.
+    func dial(
+        name: String, port: UInt16, on loop: any EventLoop,
+        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<DialResult>
+}
+
+extension Dialer: UpstreamDialer {}
+
 /// What every connection handler needs; immutable and shared.
 struct ProxyShared: Sendable {
     let agent: String
     let allowlist: Allowlist
-    let dialer: Dialer
+    let dialer: any UpstreamDialer
     let audit: @Sendable (EgressDecision) -> Void
     let syntheticRange: IPPrefix
     let firstRequestTimeout: TimeAmount
@@ -31,86 +43,67 @@ struct ProxyShared: Sendable {
     }
 }
 
-/// Request headers never forwarded upstream: hop-by-hop headers, proxy
-/// credentials, and everything that claims to say where the request came from
-/// (a server behind which trusted "local" clients must never see our jail as one).
-let strippedRequestHeaders: Set<String> = [
-    "proxy-connection", "proxy-authorization", "proxy-authenticate", "keep-alive", "te", "upgrade",
-    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-server",
-    "x-forwarded-prefix", "x-forwarded-ssl", "forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
-    "x-originating-ip", "x-cluster-client-ip", "cf-connecting-ip", "client-ip", "fastly-client-ip",
-]
-
-/// The client side of the HTTP proxy (and of transparent port 80): parses each
-/// request, decides, and forwards it over an upstream connection that it
-/// reuses while the destination stays the same. CONNECT and accepted upgrades
-/// turn the connection into a byte tunnel.
+/// The client side of the HTTP proxy (and of transparent port 80): the shell
+/// that carries out what `ProxyConnectionStateMachine` decides. It owns the
+/// channels, the upstream link, the timer and read backpressure; every
+/// decision is the state machine's. CONNECT and accepted upgrades turn the
+/// connection into a byte tunnel.
 final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    enum Mode {
-        case forward
-        case transparent
-    }
-
-    private enum State {
-        case idle, dialing, request, response, tunnel, closed
-    }
-
-    private enum Framing {
-        case bodiless, raw, chunked, closeDelimited
-    }
-
-    /// The request in flight, for the response path and the audit record.
-    private struct Current {
-        var target: NamedTarget
-        var rule: String
-        var start: NIODeadline
-        var bytesUp: UInt64 = 0
-        var bytesDown: UInt64 = 0
-        var isHead: Bool
-        var isUpgrade: Bool
-        var clientWantsClose: Bool
-        var framing: Framing? = nil
-        var closeAfter = false
-        var switching = false
-        var upstreamIP: String? = nil
-    }
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+    typealias Mode = ProxyMode
+    private typealias Action = ProxyConnectionStateMachine.Action
 
     private final class UpstreamLink {
         let channel: any Channel
         let handler: UpstreamHTTPHandler
-        let target: NamedTarget
-        let address: IPAddress
 
-        init(channel: any Channel, handler: UpstreamHTTPHandler, target: NamedTarget, address: IPAddress) {
+        init(channel: any Channel, handler: UpstreamHTTPHandler) {
             self.channel = channel
             self.handler = handler
-            self.target = target
-            self.address = address
         }
+    }
+
+    /// Adds the client side of the proxy to a new connection's pipeline: NIO's
+    /// request decoder and response encoder, then this handler.
+    static func addHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations, shared: ProxyShared, mode: Mode
+    ) throws {
+        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
+        // The state machine writes every framing header itself (a response is
+        // forwarded as the origin framed it, a deny response says its length).
+        var config = HTTPResponseEncoder.Configuration()
+        config.automaticallySetFramingHeaders = false
+        let encoder = HTTPResponseEncoder(configuration: config)
+        try pipeline.addHandler(decoder)
+        try pipeline.addHandler(encoder)
+        try pipeline.addHandler(HTTPFrontHandler(shared: shared, mode: mode, decoder: decoder, encoder: encoder))
     }
 
     private let shared: ProxyShared
     private let mode: Mode
     private let decoder: ByteToMessageHandler<HTTPRequestDecoder>
+    private let encoder: HTTPResponseEncoder
+    private var machine: ProxyConnectionStateMachine
     private var context: ChannelHandlerContext?
-    private var state: State = .idle
-    private var queue = CircularBuffer<HTTPServerRequestPart>()
     private var upstream: UpstreamLink?
-    private var current: Current?
-    private var pendingHead: HTTPRequestHead?
     private var readPending = false
     private var firstRequestTimer: Scheduled<Void>?
-    private var clientInputClosed = false
     private var dstIP: String?
 
-    init(shared: ProxyShared, mode: Mode, decoder: ByteToMessageHandler<HTTPRequestDecoder>) {
+    init(shared: ProxyShared, mode: Mode, decoder: ByteToMessageHandler<HTTPRequestDecoder>,
+         encoder: HTTPResponseEncoder) {
         self.shared = shared
         self.mode = mode
         self.decoder = decoder
+        self.encoder = encoder
+        self.machine = ProxyConnectionStateMachine(policy: HTTPFrontHandler.policy(shared, mode, dstIP: nil))
+    }
+
+    private static func policy(_ shared: ProxyShared, _ mode: Mode, dstIP: String?) -> ProxyPolicy {
+        ProxyPolicy(mode: mode, allowlist: shared.allowlist, transparentHTTPPort: shared.transparentHTTPPort,
+                    dstIP: dstIP, connectTLSPorts: shared.connectTLSPorts)
     }
 
     private var auditMode: EgressDecision.Mode { mode == .forward ? .http : .transparentHTTP }
@@ -119,11 +112,14 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if mode == .transparent { dstIP = shared.syntheticDestination(context.channel) }
-        firstRequestTimer = context.eventLoop.assumeIsolated().scheduleTask(in: shared.firstRequestTimeout) { [weak self] in
-            guard let self, let ctx = self.context, self.state == .idle, self.current == nil else { return }
-            self.state = .closed
-            ctx.close(promise: nil)
+        if mode == .transparent {
+            dstIP = shared.syntheticDestination(context.channel)
+            machine = ProxyConnectionStateMachine(policy: HTTPFrontHandler.policy(shared, mode, dstIP: dstIP))
+        }
+        firstRequestTimer = context.eventLoop.assumeIsolated().scheduleTask(in: shared.firstRequestTimeout) {
+            [weak self] in
+            guard let self else { return }
+            self.run(self.machine.firstRequestTimedOut())
         }
     }
 
@@ -134,33 +130,21 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         firstRequestTimer?.cancel()
-        if let c = current, c.framing != nil {
-            auditAllow(c)  // the client went away mid-response
-        }
-        current = nil
-        state = .closed
-        closeUpstream()
+        run(machine.clientClosed())
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case ChannelEvent.inputClosed = event {
-            clientInputClosed = true
-            if state == .idle { close() }
+            run(machine.clientInputClosed())
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // HTTP parse errors arrive here. Before a response has started we can
-        // still say why; otherwise just drop the connection.
-        if error is HTTPParserError, state == .idle || state == .dialing || state == .request,
-           current?.framing == nil {
-            deny(.badRequest, host: nil, port: nil, auditHost: "-", auditPort: 0)
-        } else {
-            close()
-        }
+        // HTTP parse errors arrive here; the state machine says whether they can still be answered.
+        run(machine.errorCaught(isParseError: error is HTTPParserError))
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -170,19 +154,12 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: reads and backpressure
 
-    /// Reads from the client pause while a destination is being dialled, while
-    /// a response is outstanding (no pipelining), and while the upstream
-    /// cannot take more bytes.
     func read(context: ChannelHandlerContext) {
         if holdReads { readPending = true } else { context.read() }
     }
 
     private var holdReads: Bool {
-        switch state {
-        case .dialing, .response: return true
-        case .request: return !(upstream?.channel.isWritable ?? false)
-        default: return false
-        }
+        machine.holdsClientReads(upstreamWritable: upstream?.channel.isWritable ?? false)
     }
 
     func resumeClientReads() {
@@ -195,155 +172,76 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        switch state {
-        case .idle, .request: handle(part)
-        case .dialing, .response: queue.append(part)
-        case .tunnel, .closed: break
+        if case .head = part {
+            firstRequestTimer?.cancel()
+            firstRequestTimer = nil
         }
+        forgetDeadUpstream()
+        run(machine.clientRead(part, at: .now()))
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Body parts go up as they arrive. Held back for the request's end, the
+        // unflushed bytes of a body bigger than the upstream's write buffer make
+        // it unwritable, which holds the client's reads: nothing moves again.
+        upstream?.handler.flush()
+        context.fireChannelReadComplete()
+    }
+
+    /// Carries on with what the client sent while it had to wait.
     private func drainQueue() {
-        while state == .idle || state == .request, let part = queue.popFirst() {
-            handle(part)
+        forgetDeadUpstream()
+        while let action = machine.nextQueued(at: .now()) {
+            run(action)
+            forgetDeadUpstream()
         }
     }
 
-    private func handle(_ part: HTTPServerRequestPart) {
-        switch (state, part) {
-        case (.idle, .head(let head)):
-            handleHead(head)
-        case (.request, .body(let body)):
-            current?.bytesUp &+= UInt64(body.readableBytes)
+    /// A kept upstream connection that closed between requests is not reused.
+    private func forgetDeadUpstream() {
+        guard machine.isIdle, let up = upstream, !up.channel.isActive else { return }
+        upstream = nil
+        run(machine.upstreamClosed())
+    }
+
+    // MARK: actions
+
+    private func run(_ action: Action) {
+        switch action {
+        case .none:
+            break
+        case .deny(let denial):
+            deny(denial)
+        case .dialHTTP(let target):
+            dropUpstream()
+            dialHTTP(target)
+        case .dialTunnel(let target):
+            dropUpstream()
+            dialTunnel(target)
+        case .sendHead(let head):
+            upstream?.handler.send(.head(head))
+        case .sendBody(let body):
             upstream?.handler.send(.body(.byteBuffer(body)))
-        case (.request, .end(let trailers)):
+        case .sendEnd(let trailers):
             upstream?.handler.send(.end(trailers))
             upstream?.handler.flush()
-            state = .response
-        default:
-            break  // body/end of a request that was refused, or of a CONNECT
+        case .writeResponseHead(let head):
+            context?.write(wrapOutboundOut(.head(head)), promise: nil)
+        case .writeResponseBody(let body):
+            context?.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        case .finishResponse(let end):
+            finishResponse(end)
+        case .closeUpstream:
+            dropUpstream()
+        case .close:
+            close()
+        case .clientGone(let started):
+            if let started { auditAllow(started) }  // the client went away mid-response
+            dropUpstream()
+        case .abandonDial, .linkUpstream, .establishTunnel:
+            // Answers to a finished dial; the dial's completion carries them out.
+            break
         }
-    }
-
-    // MARK: requests
-
-    private func handleHead(_ head: HTTPRequestHead) {
-        firstRequestTimer?.cancel()
-        firstRequestTimer = nil
-        let hostHeaders = head.headers["host"]
-        if hostHeaders.count > 1 {
-            return deny(.badRequest, host: nil, port: nil, auditHost: hostHeaders.joined(separator: ","), auditPort: 0)
-        }
-        let hostHeader = hostHeaders.first.map { Substring($0) }
-
-        if head.method == .CONNECT {
-            guard mode == .forward else { return deny(.badRequest, host: nil, port: nil, auditHost: head.uri, auditPort: 0) }
-            switch RequestTarget.authority(Substring(head.uri), defaultPort: nil) {
-            case .failure(let rule):
-                let (h, p) = RequestTarget.auditParts(head.uri, defaultPort: 0)
-                return deny(rule, host: nil, port: nil, auditHost: h, auditPort: p, auditMode: .connect)
-            case .success(let target):
-                if let hostHeader {
-                    // A CONNECT Host header without a port names the same authority.
-                    guard case .success(let h) = RequestTarget.authority(hostHeader, defaultPort: target.port),
-                          h == target else {
-                        return deny(.hostMismatch, host: nil, port: nil, auditHost: target.host, auditPort: target.port,
-                                    auditMode: .connect)
-                    }
-                }
-                return handleConnect(target)
-            }
-        }
-
-        // Where is this request going?
-        var target: NamedTarget
-        var path = head.uri
-        let logicalPort: UInt16 = mode == .forward ? 80 : shared.transparentHTTPPort
-        if head.uri.hasPrefix("/") || head.uri == "*" {
-            guard mode == .transparent else {
-                // Origin-form at a forward proxy: the client did not mean to use a proxy.
-                return deny(.badRequest, host: nil, port: nil, auditHost: head.uri, auditPort: 0)
-            }
-            guard let hostHeader else {
-                return deny(dstIP == nil ? .ipLiteral : .badRequest, host: nil, port: nil,
-                            auditHost: dstIP ?? "-", auditPort: logicalPort)
-            }
-            switch RequestTarget.authority(hostHeader, defaultPort: logicalPort) {
-            case .failure(let rule):
-                let (h, p) = RequestTarget.auditParts(String(hostHeader), defaultPort: logicalPort)
-                return deny(rule, host: nil, port: nil, auditHost: h, auditPort: p)
-            case .success(let t):
-                target = t
-                if mode == .transparent && t.port != logicalPort {
-                    return deny(.hostMismatch, host: nil, port: nil, auditHost: t.host, auditPort: t.port)
-                }
-            }
-        } else {
-            switch RequestTarget.absolute(head.uri) {
-            case .failure(let rule):
-                let (h, p) = RequestTarget.auditParts(head.uri, defaultPort: 80)
-                return deny(rule, host: nil, port: nil, auditHost: h, auditPort: p)
-            case .success(let (t, p)):
-                target = t
-                path = p
-            }
-            if let hostHeader {
-                guard case .success(let h) = RequestTarget.authority(hostHeader, defaultPort: 80), h == target else {
-                    return deny(.hostMismatch, host: nil, port: nil, auditHost: target.host, auditPort: target.port)
-                }
-            } else if head.version.major == 1 && head.version.minor >= 1 {
-                return deny(.badRequest, host: target.host, port: target.port, auditHost: target.host, auditPort: target.port)
-            }
-            if mode == .transparent {
-                guard target.port == logicalPort else {
-                    return deny(.hostMismatch, host: nil, port: nil, auditHost: target.host, auditPort: target.port)
-                }
-            }
-        }
-
-        let rule: AllowRule
-        switch shared.allowlist.decide(host: target.host, port: target.port) {
-        case .denied(let r):
-            return deny(r, host: target.host, port: target.port, auditHost: target.host, auditPort: target.port)
-        case .allowed(let r):
-            rule = r
-        }
-
-        // Rewrite for the origin server.
-        let connectionTokens = head.headers["connection"]
-            .flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingASCIIWhitespace().lowercased() }
-        let isUpgrade = connectionTokens.contains("upgrade") && head.headers.contains(name: "upgrade")
-        var headers = HTTPHeaders()
-        for (name, value) in head.headers {
-            let lname = name.lowercased()
-            if lname == "connection" { continue }
-            if lname == "upgrade" && isUpgrade {
-                headers.add(name: name, value: value)
-                continue
-            }
-            if strippedRequestHeaders.contains(lname) || connectionTokens.contains(lname) { continue }
-            headers.add(name: name, value: value)
-        }
-        if isUpgrade { headers.add(name: "Connection", value: "upgrade") }
-        if hostHeader == nil {
-            headers.add(name: "Host", value: target.port == 80 ? target.host : "\(target.host):\(target.port)")
-        }
-        let upstreamHead = HTTPRequestHead(version: head.version, method: head.method, uri: path, headers: headers)
-
-        current = Current(
-            target: target, rule: rule.description, start: .now(), isHead: head.method == .HEAD,
-            isUpgrade: isUpgrade, clientWantsClose: !head.isKeepAlive)
-
-        if let up = upstream, up.target == target, up.channel.isActive, !isUpgrade {
-            current?.upstreamIP = up.address.description
-            up.handler.send(.head(upstreamHead))
-            state = .request
-            return
-        }
-        closeUpstream()
-        state = .dialing
-        pendingHead = upstreamHead
-        dialHTTP(target)
     }
 
     private func dialHTTP(_ target: NamedTarget) {
@@ -364,42 +262,28 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         .whenComplete { [self] result in
             switch result {
             case .failure(let error):
-                guard state == .dialing else { return }
-                let rule = (error as? DialFailure)?.rule ?? .connectFailed
-                deny(rule, host: target.host, port: target.port, auditHost: target.host, auditPort: target.port)
+                run(machine.dialFailed((error as? DialFailure)?.rule ?? .connectFailed))
             case .success(let dial):
-                guard state == .dialing, let handler = try? dial.channel.pipeline.syncOperations.handler(
-                    type: UpstreamHTTPHandler.self), let head = pendingHead else {
+                let handler = try? dial.channel.pipeline.syncOperations.handler(type: UpstreamHTTPHandler.self)
+                let action = machine.dialSucceeded(address: dial.address)
+                guard case .linkUpstream(let head) = action, let handler else {
                     dial.channel.close(promise: nil)
+                    if case .linkUpstream = action { run(machine.failed()) }
                     return
                 }
-                pendingHead = nil
-                upstream = UpstreamLink(channel: dial.channel, handler: handler, target: target, address: dial.address)
-                current?.upstreamIP = dial.address.description
+                upstream = UpstreamLink(channel: dial.channel, handler: handler)
                 handler.link()
                 handler.send(.head(head))
-                state = .request
                 drainQueue()
-                if state == .request { handler.flush() }
+                upstream?.handler.flush()
                 resumeClientReads()
             }
         }
     }
 
-    private func handleConnect(_ target: NamedTarget) {
-        let rule: AllowRule
-        switch shared.allowlist.decide(host: target.host, port: target.port) {
-        case .denied(let r):
-            return deny(r, host: target.host, port: target.port, auditHost: target.host, auditPort: target.port,
-                        auditMode: .connect)
-        case .allowed(let r):
-            rule = r
-        }
+    private func dialTunnel(_ target: NamedTarget) {
         guard let context else { return }
-        state = .dialing
-        let loop = context.eventLoop
-        let start = NIODeadline.now()
-        shared.dialer.dial(name: target.host, port: target.port, on: loop) { channel in
+        shared.dialer.dial(name: target.host, port: target.port, on: context.eventLoop) { channel in
             channel.eventLoop.makeCompletedFuture {
                 // Holds reads until linked, so a server that speaks first loses nothing.
                 try channel.pipeline.syncOperations.addHandler(
@@ -410,36 +294,68 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         .whenComplete { [self] result in
             switch result {
             case .failure(let error):
-                guard state == .dialing else { return }
-                let rule = (error as? DialFailure)?.rule ?? .connectFailed
-                deny(rule, host: target.host, port: target.port, auditHost: target.host, auditPort: target.port,
-                     auditMode: .connect)
+                run(machine.dialFailed((error as? DialFailure)?.rule ?? .connectFailed))
             case .success(let dial):
-                guard state == .dialing, let context = self.context else {
+                guard self.context != nil, case .establishTunnel(let plan) = machine.dialSucceeded(address: dial.address)
+                else {
                     dial.channel.close(promise: nil)
                     return
                 }
-                var ok = context.channel.allocator.buffer(capacity: 40)
-                ok.writeString("HTTP/1.1 200 Connection Established\r\n\r\n")
-                context.writeAndFlush(wrapOutboundOut(ok), promise: nil)
-                let shared = self.shared
-                let record = TunnelRecord { up, down in
-                    shared.audit(EgressDecision(
-                        agent: shared.agent, mode: .connect, verdict: .allow, rule: rule.description,
-                        host: target.host, port: target.port, upstreamIP: dial.address.description,
-                        bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: start)))
-                }
-                // A tunnel to a TLS port is spliced only once its ClientHello
-                // names the CONNECT host (ConnectFirstFlight.swift).
-                let inspect = shared.connectTLSPorts.contains(target.port) ? target : nil
-                do {
-                    try enterTunnel(upstream: dial.channel, record: record, upstreamHTTPHandlers: false,
-                                    inspectingFirstFlightFor: inspect)
-                } catch {
-                    record.close()
-                    dial.channel.close(promise: nil)
-                    close()
-                }
+                establishTunnel(plan, upstream: dial.channel)
+            }
+        }
+    }
+
+    private func establishTunnel(_ plan: ProxyConnectionStateMachine.TunnelPlan, upstream channel: any Channel) {
+        guard let context else { return }
+        let established = HTTPResponseHead(
+            version: .http1_1, status: .custom(code: 200, reasonPhrase: "Connection Established"))
+        context.write(wrapOutboundOut(.head(established)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        let shared = self.shared
+        let record = TunnelRecord { up, down in
+            shared.audit(EgressDecision(
+                agent: shared.agent, mode: .connect, verdict: .allow, rule: plan.rule.description,
+                host: plan.target.host, port: plan.target.port, upstreamIP: plan.upstreamIP,
+                bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: plan.start)))
+        }
+        do {
+            try enterTunnel(upstream: channel, record: record, upstreamHTTPHandlers: false,
+                            inspectingFirstFlightFor: plan.inspectFirstFlight ? plan.target : nil)
+        } catch {
+            record.close()
+            channel.close(promise: nil)
+            run(machine.failed())
+        }
+    }
+
+    private func finishResponse(_ end: ProxyConnectionStateMachine.ResponseEnd) {
+        guard let context else { return }
+        if end.writeEnd { context.write(wrapOutboundOut(.end(end.trailers)), promise: nil) }
+        context.flush()
+        auditAllow(end.exchange)
+        switch end.next {
+        case .keepAlive:
+            drainQueue()
+            resumeClientReads()
+        case .close:
+            close()
+        case .upgrade:
+            guard let up = upstream else { return run(machine.failed()) }
+            let shared = self.shared
+            let mode = self.auditMode
+            let dstIP = self.dstIP
+            let e = end.exchange
+            let record = TunnelRecord { upBytes, downBytes in
+                shared.audit(EgressDecision(
+                    agent: shared.agent, mode: mode, verdict: .allow, rule: e.rule,
+                    host: e.target.host, port: e.target.port, dstIP: dstIP, upstreamIP: e.upstreamIP,
+                    bytesUp: upBytes, bytesDown: downBytes, durationMs: shared.elapsedMs(since: e.start)))
+            }
+            do {
+                try enterTunnel(upstream: up.channel, record: record, upstreamHTTPHandlers: true)
+            } catch {
+                run(machine.failed())
             }
         }
     }
@@ -477,13 +393,15 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if let inspector { try client.addHandler(inspector) }
         try client.addHandler(clientSplice)
-        state = .tunnel
         self.upstream = nil
         if upstreamHTTPHandlers {
             if let h = try? up.handler(type: UpstreamHTTPHandler.self) { up.removeHandler(h, promise: nil) }
             if let e = try? up.handler(type: HTTPRequestEncoder.self) { up.removeHandler(e, promise: nil) }
             if let d = try? up.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { up.removeHandler(d, promise: nil) }
         }
+        // The tunnel writes raw bytes: the encoder goes first, as everything it
+        // was given (the 200 or the 101) has passed it already.
+        client.removeHandler(encoder, promise: nil)
         client.removeHandler(context: context, promise: nil)
         client.removeHandler(decoder, promise: nil)
         // Removing a decoder forwards its leftover bytes (to the unlinked
@@ -498,93 +416,11 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: responses (called by UpstreamHTTPHandler, same event loop)
 
     func upstreamRead(_ part: HTTPClientResponsePart, from handler: UpstreamHTTPHandler) {
-        guard let up = upstream, up.handler === handler, var cur = current,
-              state == .request || state == .response, let context else {
+        guard let up = upstream, up.handler === handler, context != nil else {
             handler.closeChannel()  // nothing asked for this
             return
         }
-        switch part {
-        case .head(let head):
-            let code = head.status.code
-            if (100..<200).contains(code) && code != 101 {
-                writeResponseHead(head, connectionClose: false)
-                return
-            }
-            if code == 101 {
-                guard cur.isUpgrade else { return close() }  // a 101 nobody asked for
-                cur.switching = true
-            }
-            let framing: Framing
-            if cur.isHead || code == 204 || code == 304 || code == 101 {
-                framing = .bodiless
-            } else if head.headers.contains(name: "content-length") {
-                framing = .raw
-            } else if let te = head.headers["transfer-encoding"].last,
-                      te.split(separator: ",").last?.trimmingASCIIWhitespace().lowercased() == "chunked" {
-                framing = .chunked
-            } else {
-                framing = .closeDelimited
-            }
-            cur.framing = framing
-            // After an upgrade request the client-side parser has stopped (the
-            // rest of the stream would belong to the new protocol), so a
-            // refused upgrade must end the connection.
-            cur.closeAfter = cur.clientWantsClose || clientInputClosed || framing == .closeDelimited
-                || !head.isKeepAlive || state == .request || (cur.isUpgrade && !cur.switching)
-            current = cur
-            writeResponseHead(head, connectionClose: cur.closeAfter && !cur.switching)
-        case .body(let body):
-            cur.bytesDown &+= UInt64(body.readableBytes)
-            current = cur
-            if cur.framing == .chunked {
-                var line = context.channel.allocator.buffer(capacity: 12)
-                line.writeString(String(body.readableBytes, radix: 16) + "\r\n")
-                context.write(wrapOutboundOut(line), promise: nil)
-                context.write(wrapOutboundOut(body), promise: nil)
-                context.write(wrapOutboundOut(ByteBuffer(string: "\r\n")), promise: nil)
-            } else {
-                context.write(wrapOutboundOut(body), promise: nil)
-            }
-        case .end(let trailers):
-            if cur.framing == .chunked {
-                var tail = context.channel.allocator.buffer(capacity: 64)
-                tail.writeString("0\r\n")
-                if let trailers {
-                    for (n, v) in trailers { tail.writeString("\(n): \(v)\r\n") }
-                }
-                tail.writeString("\r\n")
-                context.write(wrapOutboundOut(tail), promise: nil)
-            }
-            context.flush()
-            auditAllow(cur)
-            current = nil
-            if cur.switching {
-                let shared = self.shared
-                let mode = self.auditMode
-                let dstIP = self.dstIP
-                let ended = cur
-                let record = TunnelRecord { up, down in
-                    let cur = ended
-                    shared.audit(EgressDecision(
-                        agent: shared.agent, mode: mode, verdict: .allow, rule: cur.rule,
-                        host: cur.target.host, port: cur.target.port, dstIP: dstIP, upstreamIP: cur.upstreamIP,
-                        bytesUp: up, bytesDown: down, durationMs: shared.elapsedMs(since: cur.start)))
-                }
-                do {
-                    try enterTunnel(upstream: up.channel, record: record, upstreamHTTPHandlers: true)
-                } catch {
-                    close()
-                }
-                return
-            }
-            if cur.closeAfter || state == .request {
-                close()
-                return
-            }
-            state = .idle
-            drainQueue()
-            resumeClientReads()
-        }
+        run(machine.upstreamRead(part))
     }
 
     func flushClient() {
@@ -594,76 +430,48 @@ final class HTTPFrontHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func upstreamInactive(_ handler: UpstreamHTTPHandler) {
         guard let up = upstream, up.handler === handler else { return }
         upstream = nil
-        switch state {
-        case .request, .response:
-            if let cur = current, cur.framing == nil {
-                // Closed before answering: say so rather than hang up silently.
-                let t = cur.target
-                deny(.connectFailed, host: t.host, port: t.port, auditHost: t.host, auditPort: t.port)
-            } else {
-                close()  // truncated response
-            }
-        default:
-            break
-        }
-    }
-
-    private func writeResponseHead(_ head: HTTPResponseHead, connectionClose: Bool) {
-        guard let context else { return }
-        var buf = context.channel.allocator.buffer(capacity: 256)
-        buf.writeString("HTTP/\(head.version.major).\(head.version.minor) \(head.status.code) \(head.status.reasonPhrase)\r\n")
-        for (name, value) in head.headers {
-            if connectionClose && name.lowercased() == "connection" { continue }
-            buf.writeString(name)
-            buf.writeString(": ")
-            buf.writeString(value)
-            buf.writeString("\r\n")
-        }
-        if connectionClose { buf.writeString("Connection: close\r\n") }
-        buf.writeString("\r\n")
-        context.write(wrapOutboundOut(buf), promise: nil)
+        run(machine.upstreamClosed())
     }
 
     // MARK: endings
 
-    private func auditAllow(_ c: Current) {
+    private func auditAllow(_ e: ProxyConnectionStateMachine.Exchange) {
         shared.audit(EgressDecision(
-            agent: shared.agent, mode: auditMode, verdict: .allow, rule: c.rule, host: c.target.host,
-            port: c.target.port, dstIP: dstIP, upstreamIP: c.upstreamIP, bytesUp: c.bytesUp, bytesDown: c.bytesDown,
-            durationMs: shared.elapsedMs(since: c.start)))
+            agent: shared.agent, mode: auditMode, verdict: .allow, rule: e.rule, host: e.target.host,
+            port: e.target.port, dstIP: dstIP, upstreamIP: e.upstreamIP, bytesUp: e.bytesUp, bytesDown: e.bytesDown,
+            durationMs: shared.elapsedMs(since: e.start)))
     }
 
-    /// Answers with the deny response, audits, and closes. `host` is echoed
-    /// in the body and must be a validated name or nil; `auditHost` is what
-    /// the client sent (sanitised by EgressDecision).
-    private func deny(
-        _ rule: DenyRule, host: String?, port: UInt16?, auditHost: String, auditPort: UInt16,
-        auditMode: EgressDecision.Mode? = nil
-    ) {
+    /// Audits, answers with the deny response and closes.
+    private func deny(_ d: Denial) {
         shared.audit(EgressDecision(
-            agent: shared.agent, mode: auditMode ?? self.auditMode, verdict: .deny, rule: rule.rawValue,
-            denyRule: rule, host: auditHost, port: auditPort, dstIP: dstIP))
-        current = nil
-        closeUpstream()
-        guard let context, state != .closed else { return }
-        state = .closed
-        let buf = DenyResponse.buffer(rule, host: host, port: port, allocator: context.channel.allocator)
-        context.writeAndFlush(wrapOutboundOut(buf)).assumeIsolated().whenComplete { [weak self] _ in
+            agent: shared.agent, mode: d.auditMode ?? auditMode, verdict: .deny, rule: d.rule.rawValue,
+            denyRule: d.rule, host: d.auditHost, port: d.auditPort, dstIP: dstIP))
+        dropUpstream()
+        guard let context else { return }
+        let text = DenyResponse.body(d.rule, host: d.host, port: d.port)
+        var body = context.channel.allocator.buffer(capacity: text.utf8.count)
+        body.writeString(text)
+        context.write(wrapOutboundOut(.head(DenyResponse.head(d.rule, bodyLength: body.readableBytes))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
             self?.context?.close(promise: nil)
         }
     }
 
+    /// Closes once everything written so far is out (a close drops unwritten bytes).
     private func close() {
-        state = .closed
-        closeUpstream()
+        dropUpstream()
         guard let context else { return }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)))
-            .assumeIsolated().whenComplete { [weak self] _ in
-                self?.context?.close(promise: nil)
-            }
+        // An empty body part passes the encoder unframed: it ends nothing, it
+        // only completes after the writes before it.
+        let marker = HTTPServerResponsePart.body(.byteBuffer(context.channel.allocator.buffer(capacity: 0)))
+        context.writeAndFlush(wrapOutboundOut(marker)).assumeIsolated().whenComplete { [weak self] _ in
+            self?.context?.close(promise: nil)
+        }
     }
 
-    private func closeUpstream() {
+    private func dropUpstream() {
         if let up = upstream {
             upstream = nil
             up.channel.close(promise: nil)
@@ -738,14 +546,5 @@ final class UpstreamHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
-    }
-}
-
-extension StringProtocol {
-    func trimmingASCIIWhitespace() -> Substring {
-        let s = Substring(self)
-        let start = s.firstIndex { $0 != " " && $0 != "\t" } ?? s.endIndex
-        let end = s.lastIndex { $0 != " " && $0 != "\t" }.map { s.index(after: $0) } ?? start
-        return start < end ? s[start..<end] : s[start..<start]
     }
 }
