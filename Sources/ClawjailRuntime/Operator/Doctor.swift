@@ -138,7 +138,7 @@ struct Checker {
     static func octal(_ m: UInt32) -> String { String(m, radix: 8) }
 
     static func sysctl(_ name: String) -> String? {
-        (try? FileSystem.readText("/proc/sys/" + name.replacingAll(".", with: "/"), limit: 256))?.trimmingCharacters(in: "\n ")
+        (try? FileSystem.readText("/proc/sys/" + name.replacingAll(".", with: "/"), limit: 256)).map { String($0.trimming("\n ")) }
     }
 
     // MARK: privileges, cgroups, namespaces, kernel
