@@ -23,7 +23,7 @@ public enum Units {
     /// Binary sizes: plain bytes, or a number followed by K, M, G or T (also KiB, MiB, ...
     /// and the lower-case forms). Zero, negative and overflowing values are errors.
     public static func parseSize(_ text: String) throws(ParseError) -> UInt64 {
-        let s = text.trimmingSpaces()
+        let s = String(text.trimming(" \t"))
         guard !s.isEmpty else { throw .empty }
         if s.hasPrefix("-") { throw .negative }
         let digits = s.prefix(while: { $0.isASCII && $0.isNumber })
@@ -32,7 +32,7 @@ public enum Units {
         if suffix.hasPrefix(".") {
             throw .malformed("'\(text)' has a fraction; write a whole number of a smaller unit (e.g. 1536M)")
         }
-        suffix = suffix.trimmingSpaces().uppercased()
+        suffix = suffix.trimming(" \t").uppercased()
         let shift: UInt64
         switch suffix {
         case "", "B": shift = 0
@@ -52,7 +52,7 @@ public enum Units {
     /// Durations in milliseconds: "250ms", "30s", "10m", "2h", and sums like "1h30m".
     /// "0" alone means "no limit" and returns 0 when `allowZero` is set.
     public static func parseDuration(_ text: String, allowZero: Bool) throws(ParseError) -> UInt64 {
-        let s = text.trimmingSpaces()
+        let s = String(text.trimming(" \t"))
         guard !s.isEmpty else { throw .empty }
         if s.hasPrefix("-") { throw .negative }
         if s == "0" {
@@ -124,14 +124,5 @@ public enum Units {
         guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
         if text.count > 1 && text.hasPrefix("0") { return nil }
         return UInt64(text)
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
     }
 }

@@ -124,12 +124,3 @@ public enum JailRegistry {
         return report
     }
 }
-
-extension Substring {
-    func trimmingCharacters(in chars: String) -> String {
-        var s = self
-        while let f = s.first, chars.contains(f) { s.removeFirst() }
-        while let l = s.last, chars.contains(l) { s.removeLast() }
-        return String(s)
-    }
-}

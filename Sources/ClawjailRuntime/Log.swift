@@ -40,4 +40,10 @@ public enum Trace {
         guard enabled else { return }
         Log.emit("clawjail: trace: \(ProcessInfoLite.monotonicNanoseconds / 1000) \(step)")
     }
+
+    /// A step with details that are only worth building when tracing.
+    public static func mark(_ step: StaticString, _ details: @autoclosure () -> String) {
+        guard enabled else { return }
+        Log.emit("clawjail: trace: \(ProcessInfoLite.monotonicNanoseconds / 1000) \(step) \(details())")
+    }
 }

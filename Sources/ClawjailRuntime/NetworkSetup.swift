@@ -236,22 +236,12 @@ enum HostAddresses {
 enum ListenerCheck {
     static func listensOnLoopbackOnly(initPid pid: pid_t, port: UInt16) -> Bool {
         guard let text = try? FileSystem.readText("/proc/\(pid)/net/tcp", limit: 1 << 20) else { return false }
-        let hexPort = String(port, radix: 16, uppercase: true).leftPadded(to: 4)
-        var loopback = false
-        var other = false
-        for line in text.split(separator: "\n").dropFirst() {
-            let f = line.split(separator: " ")
-            guard f.count > 3, f[3] == "0A" /* LISTEN */ else { continue }
-            let local = f[1].split(separator: ":")
-            guard local.count == 2, local[1] == hexPort else { continue }
-            if local[0] == "0100007F" { loopback = true } else { other = true }
-        }
-        return loopback && !other
+        return loopbackOnly(text, port: port)
     }
-}
 
-extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
+    /// Whether the only IPv4 listeners on `port` are bound to 127.0.0.1 (and there is one).
+    static func loopbackOnly(_ tcpTable: String, port: UInt16) -> Bool {
+        let onPort = ProcNetTCP.listeners(tcpTable, ipv6: false).filter { $0.port == port }
+        return !onPort.isEmpty && onPort.allSatisfy { $0.address == [127, 0, 0, 1] }
     }
 }

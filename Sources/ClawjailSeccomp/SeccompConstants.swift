@@ -44,7 +44,7 @@ enum SeccompConstants {
     static func value(of expression: String) -> UInt64? {
         var result: UInt64 = 0
         for part in expression.split(separator: "|", omittingEmptySubsequences: false) {
-            let name = part.trimmingSpaces
+            let name = String(part.trimming(" \t"))
             if let v = symbols[name] {
                 result |= v
             } else if name.hasPrefix("0x"), let v = UInt64(name.dropFirst(2), radix: 16) {
@@ -82,14 +82,5 @@ enum ErrnoNames {
         if value == 0 { return "0" }
         if value == 95 { return "EOPNOTSUPP" }
         return byName.first { $0.value == value }?.key ?? "errno \(value)"
-    }
-}
-
-extension Substring {
-    var trimmingSpaces: String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -213,7 +213,7 @@ public final class SeccompNotifier: Sendable {
         static func threadGroup(of tid: Int32) -> Int32? {
             guard let text = try? SystemCall.readText("/proc/\(tid)/status") else { return nil }
             for line in text.split(separator: "\n") where line.hasPrefix("Tgid:") {
-                return Int32(line.dropFirst(5).trimmingSpaces)
+                return Int32(line.dropFirst(5).trimming(" \t"))
             }
             return nil
         }

@@ -74,6 +74,7 @@ enum FastExec {
     /// Runs `exec` when the fast parser understood the whole line; nil otherwise.
     static func run(_ argv: [String]) -> Int32? {
         guard let a = parse(argv) else { return nil }
+        Trace.mark("exec options parsed by FastExec")
         return exitStatus { try a.run() }
     }
 }

@@ -7,5 +7,7 @@ import ClawjailRuntime
 // read from a signalfd, which needs them blocked in every thread.
 SupervisorSignals.blockInAllThreads()
 Trace.mark("main")
-if let status = FastExec.run(CommandLine.arguments) { exit(status) }
+// With CLAWJAIL_EXEC_PARSER set (to argument-parser) every line goes to ArgumentParser:
+// the tests run each exec option through both parsers and compare the results.
+if getenv("CLAWJAIL_EXEC_PARSER") == nil, let status = FastExec.run(CommandLine.arguments) { exit(status) }
 Clawjail.main()

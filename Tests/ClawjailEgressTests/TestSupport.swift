@@ -83,35 +83,66 @@ final class FakeDNSServer: Sendable {
         for c in channels.withLock({ $0 }) { try? await c.close() }
     }
 
+    /// The reply to one query, read and written byte by byte here: DNSMessage is the
+    /// codec under test, so the server the tests talk to must not be built from it too.
+    /// nil for a query it cannot read and for `.silent`.
     func reply(to bytes: [UInt8], tcp: Bool) -> [UInt8]? {
-        guard let q = try? DNSMessage.decode(bytes), let question = q.questions.first,
-              let name = question.name.lowercased.text else { return nil }
-        queries.append((name, question.type, tcp))
+        guard let q = Self.readQuery(bytes) else { return nil }
+        queries.append((q.name, q.type, tcp))
         let seq = counter.withLock { c -> Int in
-            let key = "\(name)/\(question.type)"
+            let key = "\(q.name)/\(q.type)"
             defer { c[key, default: 0] += 1 }
             return c[key, default: 0]
         }
-        var m = DNSMessage(id: q.id, flags: DNSMessage.qrBit | DNSMessage.aaBit | (q.flags & DNSMessage.rdBit) | DNSMessage.raBit,
-                           questions: [question])
-        switch answer(name, question.type, seq) {
+        // QR, AA and RA set, RD copied from the query.
+        var flags: UInt16 = 0x8000 | 0x0400 | (q.flags & 0x0100) | 0x0080
+        var ttl: UInt32 = 0
+        var rdata: [[UInt8]] = []
+        func v4(_ a: [UInt32]) -> [[UInt8]] { a.map { v in (0..<4).map { UInt8(truncatingIfNeeded: v >> (24 - 8 * $0)) } } }
+        func v6(_ a: [UInt128]) -> [[UInt8]] { a.map { v in (0..<16).map { UInt8(truncatingIfNeeded: v >> (120 - 8 * $0)) } } }
+        switch answer(q.name, q.type, seq) {
         case .silent:
             return nil
         case .nxdomain:
-            m.flags |= DNSRcode.nxDomain
+            flags |= 3
         case .servfail:
-            m.flags |= DNSRcode.servFail
+            flags |= 2
         case .truncated(let a):
-            if tcp {
-                if question.type == DNSType.a { m.answers = a.map { DNSRecord.a(question.name, $0, ttl: 0) } }
-            } else {
-                m.flags |= DNSMessage.tcBit
-            }
-        case .records(let a, let aaaa, let ttl):
-            if question.type == DNSType.a { m.answers = a.map { DNSRecord.a(question.name, $0, ttl: ttl) } }
-            if question.type == DNSType.aaaa { m.answers = aaaa.map { DNSRecord.aaaa(question.name, $0, ttl: ttl) } }
+            if !tcp { flags |= 0x0200 } else if q.type == 1 { rdata = v4(a) }
+        case .records(let a, let aaaa, let t):
+            ttl = t
+            if q.type == 1 { rdata = v4(a) }
+            if q.type == 28 { rdata = v6(aaaa) }
         }
-        return m.encode()
+        func u16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xff)] }
+        // Header: the query's id, one question, the answers, no other records.
+        var out = u16(q.id) + u16(flags) + u16(1) + u16(UInt16(rdata.count)) + u16(0) + u16(0)
+        out += q.question
+        for r in rdata {
+            // The owner name as a pointer to the question's (offset 12), as servers send it.
+            out += [0xC0, 0x0C] + u16(q.type) + u16(1) + u16(UInt16(ttl >> 16)) + u16(UInt16(ttl & 0xffff)) + u16(UInt16(r.count)) + r
+        }
+        return out
+    }
+
+    /// A query's id and flags, its first question as sent (name, type, class), and that
+    /// name as lower-case dotted text. nil unless the name is plain printable labels.
+    static func readQuery(_ b: [UInt8]) -> (id: UInt16, flags: UInt16, question: [UInt8], name: String, type: UInt16)? {
+        guard b.count >= 12, b[4] != 0 || b[5] != 0 else { return nil }
+        var labels: [String] = []
+        var i = 12
+        while i < b.count, b[i] != 0 {
+            let length = Int(b[i])
+            guard length < 64, i + length < b.count else { return nil }
+            let label = b[(i + 1)...(i + length)]
+            guard label.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x2E }) else { return nil }
+            labels.append(String(decoding: label.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self))
+            i += 1 + length
+        }
+        // The root label, then type and class.
+        guard i + 4 < b.count else { return nil }
+        return (UInt16(b[0]) << 8 | UInt16(b[1]), UInt16(b[2]) << 8 | UInt16(b[3]), Array(b[12...(i + 4)]),
+                labels.joined(separator: "."), UInt16(b[i + 1]) << 8 | UInt16(b[i + 2]))
     }
 }
 
@@ -123,10 +154,12 @@ private final class FakeDNSUDPHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let env = unwrapInboundIn(data)
-        guard let out = server.reply(to: Array(env.data.readableBytesView), tcp: false) else { return }
-        context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: env.remoteAddress,
-                                                                data: context.channel.allocator.buffer(bytes: out))),
-                              promise: nil)
+        // No reply is how the server plays `.silent` (and ignores what it cannot read).
+        if let out = server.reply(to: Array(env.data.readableBytesView), tcp: false) {
+            context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: env.remoteAddress,
+                                                                    data: context.channel.allocator.buffer(bytes: out))),
+                                  promise: nil)
+        }
     }
 }
 
@@ -411,7 +444,7 @@ struct HTTPTestResponse {
         for line in headText.split(separator: "\r\n").dropFirst() {
             guard let c = line.firstIndex(of: ":") else { continue }
             if line[..<c].lowercased() == name.lowercased() {
-                return String(line[line.index(after: c)...]).trimmingASCIIWhitespace().description
+                return String(line[line.index(after: c)...].trimming(" \t"))
             }
         }
         return nil

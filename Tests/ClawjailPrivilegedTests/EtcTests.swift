@@ -68,8 +68,7 @@ extension Privileged {
                               + "echo --; cat /etc/machine-id")
             #expect(r.status == 0, "\(r)")
             let parts = r.stdout.components(separatedBy: "--\n")
-            #expect(parts.count == 5, "\(r)")
-            guard parts.count == 5 else { return }
+            try #require(parts.count == 5, "\(r)")
             #expect(parts[0].split(separator: "\n").map { String($0.prefix { $0 != ":" }) } == ["root", "tool", "nobody"], "\(parts[0])")
             #expect(!parts[1].contains("sudo") && parts[1].contains("tool:x:1000:"), "\(parts[1])")
             #expect(parts[2].contains("127.0.1.1\ttool"), "\(parts[2])")

@@ -122,25 +122,6 @@ extension Privileged {
             #expect(Harness.mode(creds) == 0o700)
         }
 
-        @Test("doctor reports whether clawjail's code is in 2 MiB pages, as the kernel maps it for a running clawjail")
-        func codePages() throws {
-            let s = try OpsSetup("doctorpages")
-            defer { s.clean() }
-            let f = try Self.findings(try s.cj(["doctor", "--json"]))
-            let finding = try #require(f.first { $0["id"] as? String == "binary.pages" }, "\(f)")
-            // Another process of the same binary, mapped from the same page cache: its
-            // FilePmdMapped says what doctor should have said.
-            let running = try Background([Harness.binary, "exec", "--quiet", "--", "/bin/sh", "-c", "echo up; exec /bin/sleep 10"],
-                                         environment: s.env)
-            defer { running.finish(signal: SIGTERM) }
-            #expect(running.waitFor("up"), "\(running.stderr)")
-            let rollup = try String(contentsOfFile: "/proc/\(running.process.processIdentifier)/smaps_rollup", encoding: .utf8)
-            let pmd = rollup.split(separator: "\n").first { $0.hasPrefix("FilePmdMapped:") }
-                .flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
-            #expect(finding["severity"] as? String == (pmd > 0 ? "ok" : "info"), "FilePmdMapped \(pmd) kB; \(finding)")
-            if pmd == 0 { #expect((finding["fix"] as? String ?? "").contains("scripts/hugetext"), "\(finding)") }
-        }
-
         @Test("known-bad kernels by upstream version, and distribution kernels")
         func kernels() {
             func cves(_ v: String) -> [String] {

@@ -68,7 +68,6 @@ public enum Doctor {
         c.userNamespaces()
         c.kernel()
         c.overlayfs()
-        c.codePages()
         c.stateDirectory()
         c.runDirectory()
         c.seccompCache()
@@ -139,7 +138,7 @@ struct Checker {
     static func octal(_ m: UInt32) -> String { String(m, radix: 8) }
 
     static func sysctl(_ name: String) -> String? {
-        (try? FileSystem.readText("/proc/sys/" + name.replacingAll(".", with: "/"), limit: 256))?.trimmingCharacters(in: "\n ")
+        (try? FileSystem.readText("/proc/sys/" + name.replacingAll(".", with: "/"), limit: 256)).map { String($0.trimming("\n ")) }
     }
 
     // MARK: privileges, cgroups, namespaces, kernel
@@ -269,21 +268,6 @@ struct Checker {
                 add("kernel.\(a.cve)", "kernel", .critical,
                     "kernel \(v) is affected by \(a.cve) (\(a.name)): \(a.summary)", fix: "upgrade the kernel to \(target) and reboot")
             }
-        }
-    }
-
-    /// Whether this binary's code is mapped in 2 MiB pages (scripts/hugetext): what
-    /// every `exec` pays in page faults and every supervisor keeps in page tables.
-    mutating func codePages() {
-        let text = (try? FileSystem.readText("/proc/self/smaps_rollup", limit: 8192)) ?? ""
-        let line = text.split(separator: "\n").first { $0.hasPrefix("FilePmdMapped:") }
-        let kb = line.flatMap { UInt64($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") } ?? 0
-        if kb > 0 {
-            add("binary.pages", "binary", .ok, "clawjail's code is mapped in 2 MiB pages (\(kb / 1024) MiB of it)")
-        } else {
-            add("binary.pages", "binary", .info,
-                "clawjail's code is mapped in 4 KiB pages: every start takes more page faults and every supervisor keeps larger page tables",
-                fix: "run scripts/hugetext on the installed binary (it needs a page cache that holds large folios, such as ext4 on Linux 6.16 or later)")
         }
     }
 

@@ -100,6 +100,6 @@ public enum KernelAdvisories {
         let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let procVersion = (try? FileSystem.readText("/proc/version", limit: 4096)) ?? ""
         let signature = try? FileSystem.readText("/proc/version_signature", limit: 4096)
-        return identify(release: release, procVersion: procVersion, signature: signature?.trimmingCharacters(in: "\n "))
+        return identify(release: release, procVersion: procVersion, signature: signature.map { String($0.trimming("\n ")) })
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ClawjailCore
 import ClawjailSystem
 
 /// TCP listeners of the current network namespace, from /proc/net/tcp and tcp6 (the
@@ -27,33 +28,11 @@ public enum Listeners {
         return parse(v4, ipv6: false) + parse(v6, ipv6: true)
     }
 
-    /// Lines: "sl local_address rem_address st ... uid timeout inode ..."; state 0A is LISTEN.
+    /// The LISTEN sockets of one table (ProcNetTCP parses it), formatted for doctor.
     public static func parse(_ text: String, ipv6: Bool) -> [Socket] {
-        var out: [Socket] = []
-        for line in text.split(separator: "\n").dropFirst() {
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard f.count >= 10, f[3] == "0A" else { continue }
-            let local = f[1].split(separator: ":")
-            guard local.count == 2, let port = UInt16(local[1], radix: 16), let inode = UInt64(f[9]) else { continue }
-            guard let bytes = addressBytes(String(local[0]), ipv6: ipv6) else { continue }
-            out.append(Socket(address: format(bytes), port: port, isLoopback: isLoopback(bytes), inode: inode))
+        ProcNetTCP.listeners(text, ipv6: ipv6).map {
+            Socket(address: format($0.address), port: $0.port, isLoopback: isLoopback($0.address), inode: $0.inode)
         }
-        return out
-    }
-
-    /// The kernel prints each 32-bit word of the address in host byte order (%08X).
-    static func addressBytes(_ hex: String, ipv6: Bool) -> [UInt8]? {
-        guard hex.count == (ipv6 ? 32 : 8) else { return nil }
-        var bytes: [UInt8] = []
-        var i = hex.startIndex
-        while i < hex.endIndex {
-            let j = hex.index(i, offsetBy: 8)
-            guard let word = UInt32(hex[i..<j], radix: 16) else { return nil }
-            let host = UInt32(littleEndian: word)
-            bytes += [UInt8(host & 0xff), UInt8(host >> 8 & 0xff), UInt8(host >> 16 & 0xff), UInt8(host >> 24)]
-            i = j
-        }
-        return bytes
     }
 
     static func isLoopback(_ b: [UInt8]) -> Bool {
@@ -97,7 +76,7 @@ public enum Listeners {
         for pid in pids {
             guard let fds = try? FileSystem.listDirectory("/proc/\(pid)/fd") else { continue }
             for fd in fds.prefix(65536) where (try? FileSystem.readlink("/proc/\(pid)/fd/\(fd)")) == target {
-                let comm = ((try? FileSystem.readText("/proc/\(pid)/comm", limit: 64)) ?? "?").trimmingCharacters(in: "\n")
+                let comm = ((try? FileSystem.readText("/proc/\(pid)/comm", limit: 64)) ?? "?").trimming("\n")
                 out.append("\(comm) (pid \(pid))")
                 break
             }

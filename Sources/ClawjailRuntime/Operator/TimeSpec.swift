@@ -8,7 +8,7 @@ import ClawjailSystem
 public enum TimeSpec {
     /// Unix milliseconds for `text`, relative forms counted back from `nowMs`.
     public static func parse(_ text: String, nowMs: Int64 = ProcessInfoLite.wallClockMilliseconds) throws(ClawjailError) -> Int64 {
-        let s = text.trimmingCharacters(in: " ")
+        let s = String(text.trimming(" "))
         if let age = relative(s) { return nowMs - age }
         if let t = rfc3339(s) { return t }
         throw ClawjailError(.usage, "'\(OperatorText.safeLine(text))' is not a time",

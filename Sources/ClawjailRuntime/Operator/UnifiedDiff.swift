@@ -1,7 +1,7 @@
 /// A unified diff of two small texts (what `protect diff` shows for a changed memory
-/// file). The common prefix and suffix are trimmed first, and the middle is compared
-/// with a plain LCS table, bounded so that a large rewrite is summarised rather than
-/// computed.
+/// file). The common prefix and suffix are trimmed first, and the middle goes to the
+/// standard library's `difference(from:)` (Myers), bounded so that a large rewrite is
+/// summarised rather than computed.
 enum UnifiedDiff {
     static let maxMiddleLines = 2000
     static let context = 3
@@ -84,28 +84,27 @@ enum UnifiedDiff {
         }
         let am = Array(a[prefix..<(a.count - suffix)]), bm = Array(b[prefix..<(b.count - suffix)])
         guard am.count <= maxMiddleLines, bm.count <= maxMiddleLines else { return nil }
-        var ops: [Op] = (0..<prefix).map { .equal($0, $0) }
-        // lcs[i][j] = length of the LCS of am[i...] and bm[j...], in one flat table.
-        let w = bm.count + 1
-        var lcs = [UInt16](repeating: 0, count: (am.count + 1) * w)
-        if !am.isEmpty && !bm.isEmpty {
-            for i in stride(from: am.count - 1, through: 0, by: -1) {
-                for j in stride(from: bm.count - 1, through: 0, by: -1) {
-                    lcs[i * w + j] = am[i] == bm[j] ? lcs[(i + 1) * w + j + 1] + 1 : max(lcs[(i + 1) * w + j], lcs[i * w + j + 1])
-                }
+        var removed = Set<Int>(), inserted = Set<Int>()
+        for change in bm.difference(from: am) {
+            switch change {
+            case .remove(let offset, _, _): removed.insert(offset)
+            case .insert(let offset, _, _): inserted.insert(offset)
             }
         }
+        var ops: [Op] = (0..<prefix).map { .equal($0, $0) }
+        // The lines of am that stay pair up in order with those of bm that were not
+        // inserted; at each point the deletions go before the insertions.
         var i = 0, j = 0
         while i < am.count || j < bm.count {
-            if i < am.count && j < bm.count && am[i] == bm[j] {
-                ops.append(.equal(prefix + i, prefix + j))
-                i += 1
-                j += 1
-            } else if i < am.count && (j == bm.count || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
+            if i < am.count && removed.contains(i) {
                 ops.append(.delete(prefix + i))
                 i += 1
-            } else {
+            } else if j < bm.count && inserted.contains(j) {
                 ops.append(.insert(prefix + j))
+                j += 1
+            } else {
+                ops.append(.equal(prefix + i, prefix + j))
+                i += 1
                 j += 1
             }
         }
