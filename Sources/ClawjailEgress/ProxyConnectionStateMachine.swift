@@ -387,7 +387,7 @@ struct ProxyConnectionStateMachine {
         if requestIsHead || code == 204 || code == 304 || code == 101 { return .bodiless }
         if head.headers.contains(name: "content-length") { return .raw }
         if let te = head.headers["transfer-encoding"].last,
-           te.split(separator: ",").last?.trimmingASCIIWhitespace().lowercased() == "chunked" {
+           te.split(separator: ",").last?.trimming(" \t").lowercased() == "chunked" {
             return .chunked
         }
         return .closeDelimited
@@ -405,7 +405,7 @@ struct ProxyConnectionStateMachine {
     static func alignTransferEncoding(_ head: inout HTTPResponseHead, framing: Framing) -> Framing {
         let lines = head.headers["transfer-encoding"]
         guard !lines.isEmpty, framing != .bodiless else { return framing }
-        let codings = lines.flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIIWhitespace() }
+        let codings = lines.flatMap { $0.split(separator: ",") }.map { $0.trimming(" \t") }
             .filter { !$0.isEmpty }
         let modern = head.version.major == 1 && head.version.minor >= 1
         let encoderChunks = modern && head.headers.first(name: "transfer-encoding") == "chunked"

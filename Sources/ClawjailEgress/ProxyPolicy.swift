@@ -191,7 +191,7 @@ struct ProxyPolicy {
     static func upstreamHeaders(_ from: HTTPHeaders, target: NamedTarget, addHost: Bool) -> (HTTPHeaders, Bool) {
         let connectionTokens = from["connection"]
             .flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingASCIIWhitespace().lowercased() }
+            .map { $0.trimming(" \t").lowercased() }
         let isUpgrade = connectionTokens.contains("upgrade") && from.contains(name: "upgrade")
         var headers = HTTPHeaders()
         for (name, value) in from {
@@ -212,11 +212,3 @@ struct ProxyPolicy {
     }
 }
 
-extension StringProtocol {
-    func trimmingASCIIWhitespace() -> Substring {
-        let s = Substring(self)
-        let start = s.firstIndex { $0 != " " && $0 != "\t" } ?? s.endIndex
-        let end = s.lastIndex { $0 != " " && $0 != "\t" }.map { s.index(after: $0) } ?? start
-        return start < end ? s[start..<end] : s[start..<start]
-    }
-}

@@ -159,28 +159,19 @@ enum Secrets {
                 out += fileSecrets(p, depth: depth + 1)
             } else if st.isRegular && st.size <= 64 * 1024, let text = try? FileSystem.readText(p, limit: 65536) {
                 // Whole values, and each line (KEY=VALUE files, JSON with one value per line).
-                let trimmed = text.trimmingCharacters(in: " \n\r\t")
+                let trimmed = String(text.trimming(" \n\r\t"))
                 out.append(trimmed)
                 for line in trimmed.split(separator: "\n") {
-                    let l = line.trimmingCharacters(in: " \r\t")
+                    let l = String(line.trimming(" \r\t"))
                     out.append(l)
                     if let eq = l.firstIndex(of: "=") { out.append(String(l[l.index(after: eq)...])) }
                     if let colon = l.firstIndex(of: ":") {
-                        out.append(l[l.index(after: colon)...].trimmingCharacters(in: " \"',"))
+                        out.append(String(l[l.index(after: colon)...].trimming(" \"',")))
                     }
                 }
             }
         }
         return out
-    }
-}
-
-extension StringProtocol {
-    func trimmingCharacters(in chars: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, chars.contains(f) { s.removeFirst() }
-        while let l = s.last, chars.contains(l) { s.removeLast() }
-        return String(s)
     }
 }
 

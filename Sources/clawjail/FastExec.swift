@@ -28,6 +28,11 @@ enum FastExec {
                 a.quiet = true
                 i += 1
                 continue
+            case "--print-plan":
+                guard inline == nil else { return nil }
+                a.printPlan = true
+                i += 1
+                continue
             case "-v", "--verbose":
                 guard inline == nil else { return nil }
                 a.verbose = true

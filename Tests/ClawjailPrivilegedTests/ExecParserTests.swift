@@ -15,7 +15,7 @@ extension Privileged {
             "--rw", "/tmp/out:/out", "--env", "A=1", "--env", "B=two words", "--cwd", "/workspace/sub",
             "--timeout", "30s", "--memory", "512M", "--pids", "64", "--cpu", "1.5", "--network", "egress",
             "--allow", "api.example.com", "--allow", "*.example.org:8443", "--resolver", "192.0.2.53",
-            "--profile", "tool", "--user", "1000", "--grace", "2s", "--record-retry", "5s", "--quiet",
+            "--profile", "tool", "--user", "1000", "--grace", "2s", "--record-retry", "5s", "--quiet", "--print-plan",
         ]
 
         /// Every option once (two of the repeatable ones twice), in `--name value` and
