@@ -30,7 +30,7 @@ let package = Package(
         // Pure Swift: config, validation, plans. No syscalls.
         .target(name: "ClawjailCore", swiftSettings: strict),
         // Typed syscall wrappers. Every syscall in Swift goes through here.
-        .target(name: "ClawjailSystem", dependencies: ["CClawjailChild"], swiftSettings: strict),
+        .target(name: "ClawjailSystem", dependencies: ["ClawjailCore", "CClawjailChild"], swiftSettings: strict),
         .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
         .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp"], swiftSettings: strict),
         .target(name: "ClawjailNetwork", dependencies: ["ClawjailCore", "ClawjailSystem", "CNetlink"], swiftSettings: strict),
