@@ -48,8 +48,8 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     /// "Invalid argument (EINVAL)"
     public var description: String { "\(text) (\(name))" }
 
-    /// Resolves "EPERM" and friends (and the aliases ENOTSUP, EWOULDBLOCK, EDEADLOCK);
-    /// nil for unknown names.
+    /// Resolves "EPERM" and friends (and ENOTSUP, which seccomp profiles use); nil for
+    /// unknown names.
     public init?(name: String) {
         guard let value = Errno.numbers[name] else { return nil }
         self.rawValue = value
@@ -73,9 +73,9 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
         122: "EDQUOT", 125: "ECANCELED", 126: "ENOKEY",
     ]
 
-    /// Name -> number: every name above, plus the aliases glibc defines.
+    /// Name -> number: every name above, plus ENOTSUP (EOPNOTSUPP on Linux).
     static let numbers: [String: Int32] = {
-        var map: [String: Int32] = ["ENOTSUP": 95, "EWOULDBLOCK": 11, "EDEADLOCK": 35]
+        var map: [String: Int32] = ["ENOTSUP": 95]
         for (number, name) in names { map[name] = number }
         return map
     }()

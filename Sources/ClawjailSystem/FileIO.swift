@@ -5,6 +5,11 @@ import CClawjailChild
 
 /// The rest of what the store, the seccomp cache and the notifier do with an fd.
 extension FD {
+    /// One read(2) into the start of `bytes`; 0 at end of file.
+    public func read(into bytes: inout [UInt8]) throws(Errno) -> Int {
+        try syscallRetrying { bytes.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress, $0.count) } }
+    }
+
     /// pread(2): reads at `offset` without moving the file position.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(Errno) -> Int {
         try syscallRetrying { Glibc.pread(rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
@@ -108,5 +113,14 @@ public enum Poll {
         let n = try syscallRetrying { poll(&fds, nfds_t(fds.count), timeoutMs) }
         for i in entries.indices { entries[i].returned = Events(rawValue: fds[i].revents) }
         return Int(n)
+    }
+}
+
+/// Memory a C library hands over with malloc, for the caller to free.
+public enum CMemory {
+    /// The string at `pointer`, which is then freed (libseccomp's syscall names).
+    public static func takeString(_ pointer: UnsafeMutablePointer<CChar>) -> String {
+        defer { free(pointer) }
+        return String(cString: pointer)
     }
 }
