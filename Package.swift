@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "ClawjailPlan", dependencies: ["ClawjailCore"], resources: [.embedInCode("skeleton")],
                 swiftSettings: strict),
         // Typed syscall wrappers. Every syscall in Swift goes through here.
-        .target(name: "ClawjailSystem", dependencies: ["CClawjailChild"], swiftSettings: strict),
+        .target(name: "ClawjailSystem", dependencies: ["ClawjailCore", "CClawjailChild"], swiftSettings: strict),
         .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailPlan", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
         .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp"], swiftSettings: strict),
         .target(name: "ClawjailNetwork", dependencies: ["ClawjailCore", "ClawjailSystem", "CNetlink"], swiftSettings: strict),

@@ -42,19 +42,11 @@ static inline int cj_seccomp_ioctl_ptr(int fd, unsigned long request, void *arg)
     return ioctl(fd, request, arg);
 }
 
-/* Raw syscalls Swift cannot reach through glibc's headers without _GNU_SOURCE
- * (or at all: syscall(2) is variadic). */
+/* memfd_create, which Swift cannot reach through glibc's headers without _GNU_SOURCE
+ * (nor through syscall(2), which is variadic). Eventfds and pidfds come from
+ * ClawjailSystem. */
 static inline int cj_seccomp_memfd_create(const char *name, unsigned int flags) {
     return (int)syscall(SYS_memfd_create, name, flags);
-}
-static inline int cj_seccomp_eventfd(unsigned int initval, int flags) {
-    return (int)syscall(SYS_eventfd2, initval, flags);
-}
-static inline int cj_seccomp_pidfd_open(int pid, unsigned int flags) {
-    return (int)syscall(SYS_pidfd_open, pid, flags);
-}
-static inline int cj_seccomp_pidfd_send_signal(int pidfd, int sig) {
-    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, (void *)0, 0);
 }
 
 #endif

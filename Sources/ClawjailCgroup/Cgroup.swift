@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailPlan
 import ClawjailSystem
@@ -192,11 +189,11 @@ func readPids(_ path: String) -> [pid_t] {
 }
 
 func cgroupError(_ what: String, _ path: String, _ e: Errno, hint: String? = nil) -> ClawjailError {
-    ClawjailError(.cgroup, "\(what) \(path)", hint: hint, cause: e.description)
+    ClawjailError(.cgroup, "\(what) \(path)", hint: hint, cause: e)
 }
 
 /// Sleeps a little; used by bounded wait loops only.
-func pause(microseconds: UInt32) { usleep(microseconds) }
+func pause(microseconds: UInt32) { ProcessInfoLite.sleep(nanoseconds: UInt64(microseconds) * 1000) }
 
 /// Signals the pids of a frozen or dying cgroup through pidfds. A pid is signalled only
 /// if, after opening its pidfd, it is still listed in the cgroup: then the pidfd names
@@ -204,7 +201,7 @@ func pause(microseconds: UInt32) { usleep(microseconds) }
 func killListed(_ pids: [pid_t], stillListed: (pid_t) -> Bool) {
     for pid in pids {
         guard let pfd = try? PidFD.open(pid) else { continue }
-        if stillListed(pid) { try? pfd.signal(SIGKILL) }
+        if stillListed(pid) { try? pfd.signal(.kill) }
         pfd.close()
     }
 }

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CClawjailChild
 import ClawjailCore
 import ClawjailPlan
 import ClawjailSystem
@@ -51,8 +47,8 @@ public struct V2Manager: CgroupManager {
 
     static func isDelegated(_ path: String) -> Bool {
         for attr in ["trusted.delegate", "user.delegate"] {
-            var buf = [CChar](repeating: 0, count: 8)
-            let n = cj_sys_getxattr(path, attr, &buf, buf.count)
+            var buf = [UInt8](repeating: 0, count: 8)
+            let n = buf.withUnsafeMutableBytes { (try? FileSystem.extendedAttribute(attr, of: path, into: $0)) ?? -1 }
             if n > 0 && buf[0] == 0x31 /* "1" */ { return true }
         }
         return false
@@ -195,7 +191,7 @@ public struct V2Cgroup: JailCgroup {
 
     static func open(name: String, directory: String, manager: V2Manager) throws(ClawjailError) -> V2Cgroup {
         do {
-            let fd = try FileSystem.open(directory, O_RDONLY | O_DIRECTORY)
+            let fd = try FileSystem.open(directory, [.readOnly, .directory])
             return V2Cgroup(name: name, directory: directory, fd: fd, manager: manager)
         } catch {
             throw cgroupError("cannot open cgroup", directory, error)

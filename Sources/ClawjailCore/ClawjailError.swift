@@ -18,17 +18,31 @@ public struct ClawjailError: Error, Sendable, CustomStringConvertible {
     public var code: Code
     public var message: String
     public var hint: String?
-    public var cause: String?
+    /// What the failure came from, kept as the error itself (an `Errno`, a
+    /// `StoreError`, another `ClawjailError`) so that a caller can still ask for the
+    /// errno after wrapping (`errnoCode`, or ClawjailSystem's `errno`). A cause given
+    /// as text is a `TextCause`. `description` prints it as text either way.
+    public var cause: (any Error)?
 
     public init(_ code: Code, _ message: String, hint: String? = nil, cause: String? = nil) {
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.cause = cause.map(TextCause.init)
+    }
+
+    public init(_ code: Code, _ message: String, hint: String? = nil, cause: some Error) {
         self.code = code
         self.message = message
         self.hint = hint
         self.cause = cause
     }
 
-    public init(_ code: Code, _ message: String, hint: String? = nil, cause: some Error) {
-        self.init(code, message, hint: hint, cause: String(describing: cause))
+    /// A cause that is only text ("out of memory", a libnl message).
+    public struct TextCause: Error, Sendable, Hashable, CustomStringConvertible {
+        public var text: String
+        public init(_ text: String) { self.text = text }
+        public var description: String { text }
     }
 
     public var description: String {
@@ -37,6 +51,23 @@ public struct ClawjailError: Error, Sendable, CustomStringConvertible {
         if let hint { s += "\n  hint: \(hint)" }
         return s
     }
+
+    /// The first error of type `E` down the chain of causes (through wrapped
+    /// ClawjailErrors), or nil.
+    public func underlying<E: Error>(_ type: E.Type) -> E? {
+        var next = cause
+        while let current = next {
+            if let found = current as? E { return found }
+            next = (current as? ClawjailError)?.cause
+        }
+        return nil
+    }
+}
+
+extension ClawjailError: ErrnoCarrying {
+    /// The errno at the bottom of the chain of causes, nil when the failure was not a
+    /// system call's.
+    public var errnoCode: Int32? { (cause as? any ErrnoCarrying)?.errnoCode }
 }
 
 /// A config problem at a position in a file: "agent.toml:12:5: unknown key 'memroy' in [limits]".

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
 import ClawjailCore
 import ClawjailSystem
@@ -99,7 +96,7 @@ public enum Links {
     /// Whether `ns` has a link called `name`. Throws only when it cannot tell.
     public static func linkExists(_ name: String, in ns: NetworkNamespace) throws(ClawjailError) -> Bool {
         try validateLinkName(name)
-        return try ns.run { () -> Bool in if_nametoindex(name) != 0 }
+        return try ns.run { () -> Bool in (try? Sockets.interfaceIndex(of: name)) != nil }
     }
 
     /// Deletes the link `name` (for a veth, both ends).
@@ -113,14 +110,13 @@ public enum Links {
 
     // MARK: - Helpers (they run on the thread inside the namespace)
 
-    /// The link's index in the calling thread's netns. if_nametoindex is one ioctl on a
-    /// throw-away socket: cheaper than an RTM_GETLINK round trip.
+    /// The link's index in the calling thread's netns.
     static func interfaceIndex(_ name: String, in context: String) throws(ClawjailError) -> Int32 {
-        let index = if_nametoindex(name)
-        if index == 0 {
-            throw ClawjailError(.network, "no link \(name) in \(context)", cause: Errno.current)
+        do {
+            return Int32(bitPattern: try Sockets.interfaceIndex(of: name))
+        } catch {
+            throw ClawjailError(.network, "no link \(name) in \(context)", cause: error)
         }
-        return Int32(bitPattern: index)
     }
 
     static func disableIPv6Here(_ name: String, context: String) throws(ClawjailError) {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
 import ClawjailCore
 import ClawjailSystem
@@ -42,7 +39,7 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
                                     hint: "needs CAP_SYS_ADMIN", cause: Errno.current)
             }
             do {
-                return try FileSystem.open("/proc/thread-self/ns/net", O_RDONLY).rawValue
+                return try FileSystem.open("/proc/thread-self/ns/net", .readOnly).rawValue
             } catch {
                 throw ClawjailError(.network, "opening /proc/thread-self/ns/net of a new network namespace", cause: error)
             }
@@ -56,7 +53,7 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
         let path = "/proc/\(pid)/ns/net"
         let fd: FD
         do {
-            fd = try FileSystem.open(path, O_RDONLY)
+            fd = try FileSystem.open(path, .readOnly)
         } catch {
             throw ClawjailError(.network, "opening the network namespace of pid \(pid) (\(path))", cause: error)
         }
@@ -82,7 +79,7 @@ public final class NetworkNamespace: Sendable, CustomStringConvertible {
     public static func current() throws(ClawjailError) -> NetworkNamespace {
         let fd: FD
         do {
-            fd = try FileSystem.open("/proc/thread-self/ns/net", O_RDONLY)
+            fd = try FileSystem.open("/proc/thread-self/ns/net", .readOnly)
         } catch {
             throw ClawjailError(.network, "opening /proc/thread-self/ns/net", cause: error)
         }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
 import ClawjailCore
 import ClawjailSystem
@@ -66,16 +63,17 @@ final class RouteSocket {
             throw ClawjailError(.network, "\(requests[0].what): sending to rtnetlink in \(context)", cause: libnlText(sent))
         }
 
-        var failures: [Int: String] = [:]
+        var failures: [Int: NetlinkRefusal] = [:]
         var buffer = [UInt8](repeating: 0, count: 8192)
-        let fd = nl_socket_get_fd(sock)
+        let fd = FD(nl_socket_get_fd(sock))
         // Every ACK is already queued when sendmsg returns; the receive timeout
         // bounds the wait should the kernel ever not answer.
         while !pending.isEmpty {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 {
-                let e = Errno.current
-                if e == .EINTR { continue }
+            let received = buffer.withUnsafeMutableBytes { raw in Result { () throws(Errno) in try fd.receive(into: raw) } }
+            let n: Int
+            switch received {
+            case .success(let count): n = count
+            case .failure(let e):
                 let first = pending.values.min() ?? 0
                 throw ClawjailError(.network, "\(requests[first].what): waiting for the kernel's answer in \(context)", cause: e)
             }
@@ -89,7 +87,7 @@ final class RouteSocket {
     }
 
     /// Reads the NLMSG_ERROR messages (ACKs have error 0) in one datagram.
-    private static func parseAcks(_ data: UnsafeRawBufferPointer, pending: inout [UInt32: Int], failures: inout [Int: String]) {
+    private static func parseAcks(_ data: UnsafeRawBufferPointer, pending: inout [UInt32: Int], failures: inout [Int: NetlinkRefusal]) {
         let headerSize = 16, errSize = 20   // struct nlmsghdr, struct nlmsgerr
         var offset = 0
         while offset + headerSize <= data.count {
@@ -103,13 +101,11 @@ final class RouteSocket {
                 let originalLength = Int(data.loadUnaligned(fromByteOffset: body + 4, as: UInt32.self))
                 let originalSeq = data.loadUnaligned(fromByteOffset: body + 4 + 8, as: UInt32.self)
                 if let index = pending.removeValue(forKey: originalSeq), error != 0 {
-                    var cause = Errno(rawValue: -error).description
+                    var cause = NetlinkRefusal(errno: Errno(rawValue: -error), kernelMessage: nil)
                     if flags & cj_nlm_f_ack_tlvs() != 0 {
                         // With NLM_F_CAPPED only the request's header is echoed.
                         let echoed = flags & 0x100 != 0 ? headerSize : align4(originalLength)
-                        if let text = extAckMessage(data, from: body + 4 + echoed, to: offset + length) {
-                            cause += "; kernel: \(text)"
-                        }
+                        cause.kernelMessage = extAckMessage(data, from: body + 4 + echoed, to: offset + length)
                     }
                     failures[index] = cause
                 }
@@ -135,6 +131,21 @@ final class RouteSocket {
 }
 
 func align4(_ n: Int) -> Int { (n + 3) & ~3 }
+
+/// The kernel's NLMSG_ERROR answer to one request: its errno and, with extended ACKs,
+/// its own words ("Nexthop device is not up"). A ClawjailError's cause, so the errno
+/// stays a value: `error.errno == .EEXIST`.
+struct NetlinkRefusal: Error, ErrnoCarrying, CustomStringConvertible {
+    var errno: Errno
+    var kernelMessage: String?
+
+    var errnoCode: Int32? { errno.rawValue }
+
+    /// "File exists (EEXIST); kernel: ..."
+    var description: String {
+        errno.description + (kernelMessage.map { "; kernel: \($0)" } ?? "")
+    }
+}
 
 /// libnl's text for one of its (negative) error codes.
 func libnlText(_ code: Int32) -> String {

@@ -1,4 +1,5 @@
 import ClawjailCore
+import ClawjailSystem
 
 /// Reads profile files, follows `extends`, expands groups and checks every name.
 /// All problems of one file are reported together, each with file:line:col.
@@ -378,7 +379,7 @@ final class ProfileLoader {
     static func errnoValue(_ node: TOMLNode) -> Int32? {
         switch node.value {
         case .integer(let i): return (0...4094).contains(i) ? Int32(i) : nil
-        case .string(let s): return ErrnoNames.byName[s]
+        case .string(let s): return Errno(name: s)?.rawValue
         default: return nil
         }
     }

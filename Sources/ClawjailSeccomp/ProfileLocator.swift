@@ -10,7 +10,7 @@ public enum ProfileLocator {
     /// otherwise it is a name, resolved to `<dir>/<name>.toml` in `searchPaths` order.
     /// `extends` names resolve in the profile's own directory first, then the same path.
     public static func load(nameOrPath: String, searchPaths: [String]) throws -> SeccompProfile {
-        try load(nameOrPath: nameOrPath, searchPaths: searchPaths, readFile: { try SystemCall.readFile($0) })
+        try load(nameOrPath: nameOrPath, searchPaths: searchPaths, readFile: { try SeccompFiles.readFile($0) })
     }
 
     static func load(nameOrPath: String, searchPaths: [String],
@@ -37,7 +37,7 @@ public enum ProfileLocator {
     /// and is the directory `extends` and groups.toml are looked up in first.
     public static func parse(_ text: String, path: String, searchPaths: [String]) throws -> SeccompProfile {
         let loader = ProfileLoader(searchPaths: searchPaths) { p in
-            p == path ? Array(text.utf8) : try SystemCall.readFile(p)
+            p == path ? Array(text.utf8) : try SeccompFiles.readFile(p)
         }
         return try loader.load(path: path)
     }

@@ -1,8 +1,5 @@
 import ClawjailCore
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import ClawjailSystem
 
 /// Compiled filters on disk, so a jail start does not run libseccomp.
 ///
@@ -57,11 +54,11 @@ public struct SeccompCache: Sendable {
     /// The filter and whether it came from disk.
     public func load(_ profile: SeccompProfile) throws -> (filter: CompiledFilter, outcome: Outcome) {
         let dir = try openDirectory()
-        defer { _ = close(dir) }
+        defer { dir.close() }
         return try load(profile, in: dir)
     }
 
-    func load(_ profile: SeccompProfile, in dir: Int32) throws -> (filter: CompiledFilter, outcome: Outcome) {
+    func load(_ profile: SeccompProfile, in dir: FD) throws -> (filter: CompiledFilter, outcome: Outcome) {
         let key = Self.keyBytes(for: profile)
         let name = key.hexString + ".bpf"
 
@@ -79,32 +76,34 @@ public struct SeccompCache: Sendable {
 
     // MARK: directory
 
-    func openDirectory() throws -> Int32 {
+    func openDirectory() throws -> FD {
         // Open first: on every start but the first the directory exists, and the
         // mkdir of each path component would cost more than the rest of an index hit.
-        var opened = SystemCall.attempt { open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-        if case .failure(let e) = opened, e.code == ENOENT {
+        let flags: OpenFlags = [.readOnly, .directory, .noFollow]
+        var opened = Result { () throws(Errno) in try FileSystem.open(directory, flags) }
+        if case .failure(let e) = opened, e == .ENOENT {
             try createDirectory()
-            opened = SystemCall.attempt { open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            opened = Result { () throws(Errno) in try FileSystem.open(directory, flags) }
         }
-        let fd: Int32
+        let fd: FD
         switch opened {
         case .success(let f): fd = f
         case .failure(let e):
-            throw ClawjailError(.seccomp, "open seccomp cache \(directory): \(SystemCall.errnoText(e.code))")
+            throw ClawjailError(.seccomp, "open seccomp cache \(directory)", cause: e)
         }
-        var st = stat()
         do {
-            try SystemCall.check("stat \(directory)") { fstat(fd, &st) }
-            guard st.st_uid == geteuid() else {
-                throw ClawjailError(.permission, "seccomp cache \(directory) belongs to uid \(st.st_uid), not to uid \(geteuid())",
+            let st: Stat
+            do { st = try fd.stat() } catch { throw ClawjailError(.seccomp, "stat \(directory)", cause: error) }
+            let euid = ProcessInfoLite.effectiveUserID
+            guard st.uid == euid else {
+                throw ClawjailError(.permission, "seccomp cache \(directory) belongs to uid \(st.uid), not to uid \(euid)",
                                     hint: "remove it or give it to the user running clawjail (mode 0700)")
             }
-            if st.st_mode & 0o077 != 0 {
-                try SystemCall.check("chmod 0700 \(directory)") { fchmod(fd, 0o700) }
+            if st.mode & 0o077 != 0 {
+                do { try fd.setMode(0o700) } catch { throw ClawjailError(.seccomp, "chmod 0700 \(directory)", cause: error) }
             }
         } catch {
-            _ = close(fd)
+            fd.close()
             throw error
         }
         return fd
@@ -120,11 +119,12 @@ public struct SeccompCache: Sendable {
         for (i, part) in parts.enumerated() {
             prefix += "/" + part
             let mode: mode_t = i == parts.count - 1 ? 0o700 : 0o755
-            switch SystemCall.attempt({ mkdir(prefix, mode) }) {
-            case .success: continue
-            case .failure(let e) where e.code == EEXIST: continue
-            case .failure(let e):
-                throw ClawjailError(.seccomp, "create seccomp cache \(prefix): \(SystemCall.errnoText(e.code))")
+            do {
+                try FileSystem.mkdir(prefix, mode: mode)
+            } catch where error == .EEXIST {
+                continue
+            } catch {
+                throw ClawjailError(.seccomp, "create seccomp cache \(prefix)", cause: error)
             }
         }
     }
@@ -137,43 +137,51 @@ public struct SeccompCache: Sendable {
         case corrupt
     }
 
-    func read(_ name: String, in dir: Int32, key: [UInt8], profileHash: String) -> ReadResult {
-        let fd: Int32
-        switch SystemCall.attempt({ openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) }) {
-        case .success(let f): fd = f
-        case .failure(let e) where e.code == ENOENT: return .absent
-        case .failure: return .corrupt
+    func read(_ name: String, in dir: FD, key: [UInt8], profileHash: String) -> ReadResult {
+        let fd: FD
+        do {
+            fd = try FileSystem.open(name, [.readOnly, .noFollow, .noControllingTerminal, .nonBlocking], at: dir)
+        } catch where error == .ENOENT {
+            return .absent
+        } catch {
+            return .corrupt
         }
-        defer { _ = close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_uid == geteuid(),
-              st.st_size <= Self.headerSize + SeccompCompiler.maxInstructions * 8,
-              let bytes = try? SystemCall.readAll(fd, what: "read cache", limit: Self.headerSize + SeccompCompiler.maxInstructions * 8)
+        defer { fd.close() }
+        guard let st = try? fd.stat(), st.isRegular, st.uid == ProcessInfoLite.effectiveUserID,
+              st.size <= Self.headerSize + SeccompCompiler.maxInstructions * 8,
+              let bytes = try? SeccompFiles.readAll(fd, what: "read cache", limit: Self.headerSize + SeccompCompiler.maxInstructions * 8)
         else { return .corrupt }
         guard let filter = Self.decode(bytes, key: key, profileHash: profileHash) else { return .corrupt }
         return .found(filter)
     }
 
-    private func store(_ filter: CompiledFilter, key: [UInt8], name: String, in dir: Int32) throws {
+    private func store(_ filter: CompiledFilter, key: [UInt8], name: String, in dir: FD) throws {
         try Self.writeAtomically(Self.encode(filter, key: key), name: name, in: dir, shownAs: directory)
     }
 
     /// Temp file (0600, O_EXCL) and rename: a reader sees the old file or the whole new one.
-    static func writeAtomically(_ bytes: [UInt8], name: String, in dir: Int32, shownAs dirPath: String) throws {
+    static func writeAtomically(_ bytes: [UInt8], name: String, in dir: FD, shownAs dirPath: String) throws {
         let random = UInt64.random(in: 0...UInt64.max)
-        let temp = ".tmp-\(getpid())-\(String(random, radix: 16))-\(name)"
-        let fd = try SystemCall.check("create \(dirPath)/\(temp)") {
-            openat(dir, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let temp = ".tmp-\(ProcessInfoLite.pid)-\(String(random, radix: 16))-\(name)"
+        let fd: FD
+        do {
+            fd = try FileSystem.open(temp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600, at: dir)
+        } catch {
+            throw ClawjailError(.seccomp, "create \(dirPath)/\(temp)", cause: error)
         }
         var fdIsOpen = true
-        do {
-            try SystemCall.writeAll(fd, bytes, what: "write \(dirPath)/\(temp)")
+        do throws(ClawjailError) {
+            try SeccompFiles.writeAll(fd, bytes, what: "write \(dirPath)/\(temp)")
             fdIsOpen = false
-            _ = close(fd)
-            try SystemCall.check("rename \(temp) to \(name) in \(dirPath)") { renameat(dir, temp, dir, name) }
+            fd.close()
+            do {
+                try FileSystem.rename(temp, name, at: dir)
+            } catch {
+                throw ClawjailError(.seccomp, "rename \(temp) to \(name) in \(dirPath)", cause: error)
+            }
         } catch {
-            if fdIsOpen { _ = close(fd) }
-            _ = unlinkat(dir, temp, 0)
+            if fdIsOpen { fd.close() }
+            try? FileSystem.unlink(temp, at: dir)
             throw error
         }
     }

@@ -1,9 +1,6 @@
 import ClawjailCore
 import CSeccomp
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import ClawjailSystem
 
 /// A profile compiled to classic BPF for the native arch: what the C child passes to
 /// seccomp(SECCOMP_SET_MODE_FILTER) as the last step before execve.
@@ -116,7 +113,7 @@ public enum SeccompCompiler {
 
     private static func attr(_ ctx: scmp_filter_ctx, _ a: scmp_filter_attr, _ value: UInt32, _ what: String) throws {
         let r = seccomp_attr_set(ctx, a, value)
-        if r < 0 { throw ClawjailError(.seccomp, "libseccomp: setting the \(what): \(SystemCall.errnoText(-r))") }
+        if r < 0 { throw ClawjailError(.seccomp, "libseccomp: setting the \(what)", cause: Errno(rawValue: -r)) }
     }
 
     private static func add(_ ctx: scmp_filter_ctx, _ action: UInt32, _ nr: Int32, _ name: String,
@@ -143,18 +140,29 @@ public enum SeccompCompiler {
         }
         if r < 0 {
             let what = conditions.isEmpty ? name : "\(name) when " + conditions.map(\.description).joined(separator: " && ")
-            throw ClawjailError(.seccomp, "libseccomp refused the rule for \(what): \(SystemCall.errnoText(-r))")
+            throw ClawjailError(.seccomp, "libseccomp refused the rule for \(what)", cause: Errno(rawValue: -r))
         }
     }
 
     /// libseccomp 2.5 has no export to memory: export to a memfd and read it back.
     private static func export(_ ctx: scmp_filter_ctx) throws -> [UInt8] {
-        let fd = try SystemCall.check("memfd_create") { cj_seccomp_memfd_create("clawjail-seccomp", 1 /* MFD_CLOEXEC */) }
-        defer { _ = close(fd) }
-        let r = seccomp_export_bpf(ctx, fd)
-        if r < 0 { throw ClawjailError(.seccomp, "seccomp_export_bpf: \(SystemCall.errnoText(-r))") }
-        try SystemCall.check("lseek on the BPF memfd") { lseek(fd, 0, SEEK_SET) }
-        return try SystemCall.readAll(fd, what: "reading the exported BPF", limit: (maxInstructions + 1024) * 8)
+        // memfd_create is behind _GNU_SOURCE in glibc: CSeccomp's shim makes the syscall,
+        // and syscallRetrying reads its errno.
+        let fd: FD
+        do {
+            fd = FD(try syscallRetrying { cj_seccomp_memfd_create("clawjail-seccomp", 1 /* MFD_CLOEXEC */) })
+        } catch {
+            throw ClawjailError(.seccomp, "memfd_create", cause: error)
+        }
+        defer { fd.close() }
+        let r = seccomp_export_bpf(ctx, fd.rawValue)
+        if r < 0 { throw ClawjailError(.seccomp, "seccomp_export_bpf", cause: Errno(rawValue: -r)) }
+        do {
+            try fd.seek(to: 0)
+        } catch {
+            throw ClawjailError(.seccomp, "lseek on the BPF memfd", cause: error)
+        }
+        return try SeccompFiles.readAll(fd, what: "reading the exported BPF", limit: (maxInstructions + 1024) * 8)
     }
 
     /// Rewrites `ret #from` to `ret #to`; returns how many it changed.

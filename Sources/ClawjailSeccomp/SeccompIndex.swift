@@ -1,8 +1,5 @@
 import ClawjailCore
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import ClawjailSystem
 
 /// What a jail start needs of its seccomp profile.
 public struct SeccompSelection: Sendable {
@@ -38,7 +35,7 @@ extension SeccompCache {
     func select(nameOrPath: String, searchPaths: [String], violationMode: ViolationMode?,
                 racyWindow: Int64, parse: ParseProfile) throws -> SeccompSelection {
         let dir = try openDirectory()
-        defer { _ = close(dir) }
+        defer { dir.close() }
         let indexKey = SeccompIndex.key(nameOrPath: nameOrPath, searchPaths: searchPaths, violationMode: violationMode)
         if let indexKey, let hit = SeccompIndex.lookup(key: indexKey, cache: self, in: dir, racyWindow: racyWindow) {
             return hit
@@ -50,7 +47,7 @@ extension SeccompCache {
         let filter = try load(profile, in: dir).filter
         let policy = profile.violationPolicy
         if let indexKey, let dependencies = recorder.dependencies(racyWindow: racyWindow),
-           case .present(let exe) = SystemCall.status(of: SeccompIndex.executablePath) {
+           case .present(let exe) = SeccompFiles.status(of: SeccompIndex.executablePath) {
             let entry = SeccompIndexEntry(key: indexKey, executable: FileIdentity(exe), dependencies: dependencies,
                                           profileName: profile.name, contentHash: profile.contentHash,
                                           filterKey: Self.key(for: profile), policy: policy)
@@ -107,7 +104,7 @@ enum SeccompIndex {
         // directories should not keep evicting each other's entry.
         let relative = (nameOrPath.contains("/") && !nameOrPath.hasPrefix("/")) || searchPaths.contains { !$0.hasPrefix("/") }
         if relative {
-            guard let cwd = SystemCall.currentDirectory() else { return nil }
+            guard let cwd = FileSystem.currentDirectory() else { return nil }
             field("cwd", cwd)
         }
         return SHA256.hash(data: Array(material.utf8)).hexString
@@ -117,24 +114,24 @@ enum SeccompIndex {
 
     // MARK: lookup
 
-    static func lookup(key: String, cache: SeccompCache, in cacheDir: Int32, racyWindow: Int64) -> SeccompSelection? {
-        let now = SystemCall.realtimeNanoseconds()
+    static func lookup(key: String, cache: SeccompCache, in cacheDir: FD, racyWindow: Int64) -> SeccompSelection? {
+        let now = ProcessInfoLite.wallClockNanoseconds
         guard let indexDir = openDirectory(in: cacheDir, create: false) else { return nil }
-        defer { _ = close(indexDir) }
+        defer { indexDir.close() }
         guard let bytes = readOwnFile(fileName(forKey: key), in: indexDir),
               let entry = SeccompIndexEntry.decode(bytes), entry.key == key,
-              case .present(let exe) = SystemCall.status(of: executablePath), FileIdentity(exe) == entry.executable
+              case .present(let exe) = SeccompFiles.status(of: executablePath), FileIdentity(exe) == entry.executable
         else { return nil }
 
         var settled = true
         for dependency in entry.dependencies {
             switch dependency {
             case .absent(let path):
-                guard case .absent = SystemCall.status(of: path) else { return nil }
+                guard case .absent = SeccompFiles.status(of: path) else { return nil }
             case .file(let path, let identity, nil):
-                guard case .present(let st) = SystemCall.status(of: path), FileIdentity(st) == identity else { return nil }
+                guard case .present(let st) = SeccompFiles.status(of: path), FileIdentity(st) == identity else { return nil }
             case .file(let path, let identity, let contentHash?):
-                guard let current = try? SystemCall.readFileAndStatus(path), FileIdentity(current.status) == identity,
+                guard let current = try? SeccompFiles.readFileAndStatus(path), FileIdentity(current.status) == identity,
                       SHA256.hash(data: current.bytes).hexString == contentHash else { return nil }
                 if identity.changed > now - racyWindow { settled = false }
             }
@@ -158,19 +155,18 @@ enum SeccompIndex {
 
     /// `index/` in the cache directory, 0700 and ours; nil when it is missing (and
     /// `create` is false) or belongs to someone else.
-    static func openDirectory(in cacheDir: Int32, create: Bool) -> Int32? {
-        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-        var opened = SystemCall.attempt { openat(cacheDir, directoryName, flags) }
-        if create, case .failure(let e) = opened, e.code == ENOENT {
-            _ = SystemCall.attempt { mkdirat(cacheDir, directoryName, 0o700) }
-            opened = SystemCall.attempt { openat(cacheDir, directoryName, flags) }
+    static func openDirectory(in cacheDir: FD, create: Bool) -> FD? {
+        let flags: OpenFlags = [.readOnly, .directory, .noFollow]
+        var opened = Result { () throws(Errno) in try FileSystem.open(directoryName, flags, at: cacheDir) }
+        if create, case .failure(let e) = opened, e == .ENOENT {
+            try? FileSystem.mkdir(directoryName, mode: 0o700, at: cacheDir)
+            opened = Result { () throws(Errno) in try FileSystem.open(directoryName, flags, at: cacheDir) }
         }
         guard case .success(let fd) = opened else { return nil }
-        var st = stat()
-        guard SystemCall.attempt({ fstat(fd, &st) }) == .success(0), st.st_uid == geteuid(),
-              st.st_mode & 0o077 == 0 || SystemCall.attempt({ fchmod(fd, 0o700) }) == .success(0)
+        guard let st = try? fd.stat(), st.uid == ProcessInfoLite.effectiveUserID,
+              st.mode & 0o077 == 0 || (try? fd.setMode(0o700)) != nil
         else {
-            _ = close(fd)
+            fd.close()
             return nil
         }
         return fd
@@ -178,25 +174,23 @@ enum SeccompIndex {
 
     /// The bytes of a regular file we own that nobody else may write; nil for
     /// anything else (a symlink, a fifo, a file of another user, a huge file).
-    static func readOwnFile(_ name: String, in dir: Int32) -> [UInt8]? {
-        guard case .success(let fd) = SystemCall.attempt({
-            openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
-        }) else { return nil }
-        defer { _ = close(fd) }
-        var st = stat()
-        guard SystemCall.attempt({ fstat(fd, &st) }) == .success(0), st.st_mode & S_IFMT == S_IFREG,
-              st.st_uid == geteuid(), st.st_mode & 0o022 == 0, st.st_size <= maxSize
+    static func readOwnFile(_ name: String, in dir: FD) -> [UInt8]? {
+        guard let fd = try? FileSystem.open(name, [.readOnly, .noFollow, .noControllingTerminal, .nonBlocking], at: dir)
         else { return nil }
-        return try? SystemCall.readAll(fd, what: "read index \(name)", limit: maxSize)
+        defer { fd.close() }
+        guard let st = try? fd.stat(), st.isRegular,
+              st.uid == ProcessInfoLite.effectiveUserID, st.mode & 0o022 == 0, st.size <= maxSize
+        else { return nil }
+        return try? SeccompFiles.readAll(fd, what: "read index \(name)", limit: maxSize)
     }
 
-    static func write(_ entry: SeccompIndexEntry, in cacheDir: Int32, cacheDirectory: String) throws {
+    static func write(_ entry: SeccompIndexEntry, in cacheDir: FD, cacheDirectory: String) throws {
         guard let bytes = entry.encode() else { return }
         let path = cacheDirectory + "/" + directoryName
         guard let indexDir = openDirectory(in: cacheDir, create: true) else {
-            throw ClawjailError(.seccomp, "seccomp index \(path) cannot be created or is not owned by uid \(geteuid())")
+            throw ClawjailError(.seccomp, "seccomp index \(path) cannot be created or is not owned by uid \(ProcessInfoLite.effectiveUserID)")
         }
-        defer { _ = close(indexDir) }
+        defer { indexDir.close() }
         try SeccompCache.writeAtomically(bytes, name: fileName(forKey: entry.key), in: indexDir, shownAs: path)
     }
 
@@ -240,10 +234,9 @@ struct FileIdentity: Sendable, Hashable {
         self.changed = changed
     }
 
-    init(_ st: stat) {
-        self.init(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-                  modified: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
-                  changed: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
+    init(_ st: Stat) {
+        self.init(device: st.device, inode: st.inode, size: st.size,
+                  modified: st.modifiedNanoseconds, changed: st.changedNanoseconds)
     }
 }
 
@@ -469,7 +462,7 @@ private struct IndexCursor {
     }
 }
 
-/// The loader's `readFile` during a slow `select`: reads as `SystemCall.readFile`
+/// The loader's `readFile` during a slow `select`: reads as `SeccompFiles.readFile`
 /// does and notes every path tried, for the index entry.
 final class DependencyRecorder {
     private var tried: [(dependency: SeccompIndexEntry.Dependency, readAt: Int64)] = []
@@ -479,7 +472,7 @@ final class DependencyRecorder {
     private var consistent = true
 
     func read(_ path: String) throws -> [UInt8]? {
-        let result = try SystemCall.readFileAndStatus(path)
+        let result = try SeccompFiles.readFileAndStatus(path)
         let dependency: SeccompIndexEntry.Dependency
         if let result {
             dependency = .file(path: path, identity: FileIdentity(result.status),
@@ -491,7 +484,7 @@ final class DependencyRecorder {
             if tried[i].dependency != dependency { consistent = false }
         } else {
             positions[path] = tried.count
-            tried.append((dependency, SystemCall.realtimeNanoseconds()))
+            tried.append((dependency, ProcessInfoLite.wallClockNanoseconds))
         }
         return result?.bytes
     }

@@ -3,10 +3,6 @@ import CSeccomp
 import ClawjailSystem
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A syscall that a profile in log or kill mode handed to the supervisor.
 public struct SeccompViolation: Sendable, CustomStringConvertible {
     public enum Response: String, Sendable {
@@ -58,9 +54,18 @@ public final class SeccompNotifier: Sendable {
     public init(listener: Int32, policy: SeccompViolationPolicy,
                 handler: @escaping @Sendable (SeccompViolation) -> Void) throws {
         var sizes = seccomp_notif_sizes()
-        try SystemCall.check("seccomp(SECCOMP_GET_NOTIF_SIZES)") { cj_seccomp_get_notif_sizes(&sizes) }
-        let wake = try SystemCall.check("eventfd") { cj_seccomp_eventfd(0, O_CLOEXEC | O_NONBLOCK) }
-        loop = Loop(listener: listener, wake: wake, policy: policy, handler: handler,
+        do {
+            _ = try syscallRetrying { cj_seccomp_get_notif_sizes(&sizes) }
+        } catch {
+            throw ClawjailError(.seccomp, "seccomp(SECCOMP_GET_NOTIF_SIZES)", cause: error)
+        }
+        let wake: FD
+        do {
+            wake = try EventCounter.make()
+        } catch {
+            throw ClawjailError(.seccomp, "eventfd", cause: error)
+        }
+        loop = Loop(listener: FD(listener), wake: wake, policy: policy, handler: handler,
                     requestSize: max(Int(sizes.seccomp_notif), MemoryLayout<seccomp_notif>.size),
                     responseSize: max(Int(sizes.seccomp_notif_resp), MemoryLayout<seccomp_notif_resp>.size))
     }
@@ -88,23 +93,22 @@ public final class SeccompNotifier: Sendable {
             defer { s.thread = nil }
             return s.thread
         } ?? nil
-        var one: UInt64 = 1
-        _ = write(loop.wake, &one, 8)
+        EventCounter.signal(loop.wake)
         if let thread { PosixThread.join(thread) }
         loop.closeFDs()
     }
 
     /// The loop's state: immutable after init, so it is safe to share with the thread.
     private final class Loop: Sendable {
-        let listener: Int32
-        let wake: Int32
+        let listener: FD
+        let wake: FD
         let policy: SeccompViolationPolicy
         let handler: @Sendable (SeccompViolation) -> Void
         let requestSize: Int
         let responseSize: Int
         private let closed = Mutex(false)
 
-        init(listener: Int32, wake: Int32, policy: SeccompViolationPolicy,
+        init(listener: FD, wake: FD, policy: SeccompViolationPolicy,
              handler: @escaping @Sendable (SeccompViolation) -> Void, requestSize: Int, responseSize: Int) {
             self.listener = listener
             self.wake = wake
@@ -118,8 +122,8 @@ public final class SeccompNotifier: Sendable {
             closed.withLock { c in
                 guard !c else { return }
                 c = true
-                _ = close(listener)
-                _ = close(wake)
+                listener.close()
+                wake.close()
             }
         }
 
@@ -130,21 +134,14 @@ public final class SeccompNotifier: Sendable {
                 request.deallocate()
                 response.deallocate()
             }
-            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+            var fds = [Poll.Entry(fd: listener, events: .readable), Poll.Entry(fd: wake, events: .readable)]
             while true {
-                fds[0].revents = 0
-                fds[1].revents = 0
-                let n = poll(&fds, 2, -1)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                if fds[1].revents != 0 { return }
-                let revents = Int32(fds[0].revents)
-                if revents & Int32(POLLIN) != 0 {
+                guard (try? Poll.wait(&fds, timeoutMs: -1)) != nil else { return }
+                if !fds[1].returned.isEmpty { return }
+                let revents = fds[0].returned
+                if revents.contains(.readable) {
                     if !receive(request: request, response: response) { return }
-                } else if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 {
+                } else if !revents.isDisjoint(with: [.hangUp, .error, .invalid]) {
                     return // every process using the filter has exited
                 }
             }
@@ -154,9 +151,10 @@ public final class SeccompNotifier: Sendable {
         private func receive(request: UnsafeMutableRawPointer, response: UnsafeMutableRawPointer) -> Bool {
             // The kernel insists on a zeroed request.
             request.initializeMemory(as: UInt8.self, repeating: 0, count: requestSize)
-            if cj_seccomp_ioctl_ptr(listener, cj_seccomp_ioctl_notif_recv(), request) < 0 {
+            if cj_seccomp_ioctl_ptr(listener.rawValue, cj_seccomp_ioctl_notif_recv(), request) < 0 {
                 // ENOENT: the caller died before we read it. EINTR: try again.
-                return errno == ENOENT || errno == EINTR
+                let e = Errno.current
+                return e == .ENOENT || e == .EINTR
             }
             let notif = request.load(as: seccomp_notif.self)
             let data = notif.data
@@ -169,7 +167,7 @@ public final class SeccompNotifier: Sendable {
                 outcome = respond(response, id: notif.id, errorCode: 0, continueCall: true) ? .continued : .gone
             case .kill:
                 outcome = killProcess(of: pid, id: notif.id)
-                _ = respond(response, id: notif.id, errorCode: policy.errno == 0 ? EPERM : policy.errno, continueCall: false)
+                _ = respond(response, id: notif.id, errorCode: policy.errno == 0 ? Errno.EPERM.rawValue : policy.errno, continueCall: false)
             default:
                 outcome = respond(response, id: notif.id, errorCode: policy.errno, continueCall: false) ? .denied : .gone
             }
@@ -188,30 +186,35 @@ public final class SeccompNotifier: Sendable {
             r.error = continueCall ? 0 : -errorCode
             r.flags = continueCall ? cj_seccomp_user_notif_flag_continue() : 0
             response.storeBytes(of: r, as: seccomp_notif_resp.self)
-            return cj_seccomp_ioctl_ptr(listener, cj_seccomp_ioctl_notif_send(), response) == 0
+            return cj_seccomp_ioctl_ptr(listener.rawValue, cj_seccomp_ioctl_notif_send(), response) == 0
         }
 
         /// SIGKILL through a pidfd, and only after the kernel confirms the notification
         /// is still pending: then `pid` is still the caller, not a recycled number.
         private func killProcess(of pid: Int32, id: UInt64) -> SeccompViolation.Response {
-            var pidfd = cj_seccomp_pidfd_open(pid, 0)
-            if pidfd < 0, errno == EINVAL, let tgid = Self.threadGroup(of: pid) {
-                pidfd = cj_seccomp_pidfd_open(tgid, 0) // a thread's tid before Linux 6.9
+            let pidfd: PidFD
+            do {
+                pidfd = try PidFD.open(pid)
+            } catch {
+                // A thread's tid before Linux 6.9.
+                guard error == .EINVAL, let tgid = Self.threadGroup(of: pid), let group = try? PidFD.open(tgid) else {
+                    return .gone
+                }
+                pidfd = group
             }
-            guard pidfd >= 0 else { return .gone }
-            defer { _ = close(pidfd) }
+            defer { pidfd.close() }
             var notificationID = id
-            guard cj_seccomp_ioctl_ptr(listener, cj_seccomp_ioctl_notif_id_valid(), &notificationID) == 0 else {
+            guard cj_seccomp_ioctl_ptr(listener.rawValue, cj_seccomp_ioctl_notif_id_valid(), &notificationID) == 0 else {
                 return .gone
             }
-            return cj_seccomp_pidfd_send_signal(pidfd, SIGKILL) == 0 ? .killed : .gone
+            return (try? pidfd.signal(.kill)) != nil ? .killed : .gone
         }
 
         /// The AUDIT_ARCH value of native calls (SCMP_ARCH_NATIVE itself is only a token, 0).
         static let nativeArch = seccomp_arch_native()
 
         static func threadGroup(of tid: Int32) -> Int32? {
-            guard let text = try? SystemCall.readText("/proc/\(tid)/status") else { return nil }
+            guard let text = try? SeccompFiles.readText("/proc/\(tid)/status") else { return nil }
             for line in text.split(separator: "\n") where line.hasPrefix("Tgid:") {
                 return Int32(line.dropFirst(5).trimming(" \t"))
             }

@@ -1,4 +1,5 @@
 import ClawjailCore
+import ClawjailSystem
 
 /// What happens to a syscall the profile does not allow.
 public enum ViolationMode: String, Sendable, Hashable, CaseIterable {
@@ -90,7 +91,7 @@ public struct SyscallRule: Sendable, Hashable, CustomStringConvertible {
         let a: String
         switch action {
         case .allow: a = "allow"
-        case .errno(let e): a = "errno \(ErrnoNames.name(e))"
+        case .errno(let e): a = e == 0 ? "errno 0" : "errno \(Errno(rawValue: e).name)"
         case .deny: a = "deny"
         }
         if conditions.isEmpty { return "\(syscall) \(a)" }

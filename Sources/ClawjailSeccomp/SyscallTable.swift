@@ -1,8 +1,5 @@
 import CSeccomp
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import ClawjailSystem
 
 /// Syscall names and numbers as libseccomp knows them for the native arch (x86_64):
 /// the same table the compiler uses, so a name that parses also compiles.
@@ -19,8 +16,7 @@ enum SyscallTable {
         var map: [String: Int32] = [:]
         for nr in Int32(0)..<1024 {
             guard let p = seccomp_syscall_resolve_num_arch(cj_scmp_arch_native(), nr) else { continue }
-            map[String(cString: p)] = nr
-            free(p)
+            map[CMemory.takeString(p)] = nr
         }
         return map
     }()
@@ -29,8 +25,7 @@ enum SyscallTable {
     /// seccomp_data.arch), or nil.
     static func name(of number: Int32, arch: UInt32 = cj_scmp_arch_native()) -> String? {
         guard let p = seccomp_syscall_resolve_num_arch(arch, number) else { return nil }
-        defer { free(p) }
-        return String(cString: p)
+        return CMemory.takeString(p)
     }
 
     /// "2.5.4"

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import ClawjailSystem
 
 /// A process named by pid *and* start time, so that a reused pid is not mistaken for
 /// the supervisor that wrote a run row.
@@ -50,23 +46,27 @@ enum ProcessIdentity {
     }
 
     private static func readStat(pid: Int32) -> StatRead {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            return code == ENOENT || code == ESRCH ? .absent : .unreadable
+        let fd: FD
+        do {
+            fd = try FileSystem.open("/proc/\(pid)/stat", .readOnly)
+        } catch {
+            return error == .ENOENT || error == .ESRCH ? .absent : .unreadable
         }
-        defer { close(fd) }
+        defer { fd.close() }
         // 52 fields of at most 20 digits plus a 16-byte name fit in 4 KiB.
         var buffer = [UInt8](repeating: 0, count: 4096)
         var total = 0
         while total < buffer.count {
-            let count = buffer.withUnsafeMutableBytes { raw in
-                read(fd, raw.baseAddress.map { $0 + total }, raw.count - total)
-            }
-            if count < 0 {
-                if errno == EINTR { continue }
+            let count: Int
+            do {
+                count = try buffer.withUnsafeMutableBytes { raw in
+                    try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[total...]))
+                }
+            } catch let error as Errno {
                 // A process that exits between open and read gives ESRCH.
-                return errno == ESRCH ? .absent : .unreadable
+                return error == .ESRCH ? .absent : .unreadable
+            } catch {
+                return .unreadable
             }
             if count == 0 { break }
             total += count

@@ -1,12 +1,6 @@
 import ClawjailCore
 import ClawjailSystem
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 // A full state directory must not make the record lie: when the end of a run cannot
 // be written, `ps` and `logs` must not later call its supervisor dead.
 //
@@ -219,12 +213,10 @@ extension Store {
     /// follows can use them. False when there was nothing left to release.
     @discardableResult
     public func releaseEndReserve(run id: RunID) -> Bool {
-        let fd = openFile(endMarkerPath(id), O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { closeFile(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_size > EndMarker.size else { return false }
-        return (try? syscallRetrying { ftruncate(fd, off_t(EndMarker.size)) }) != nil
+        guard let fd = try? FileSystem.open(endMarkerPath(id), [.writeOnly, .noFollow]) else { return false }
+        defer { fd.close() }
+        guard let info = try? fd.stat(), info.size > EndMarker.size else { return false }
+        return (try? fd.truncate(to: Int64(EndMarker.size))) != nil
     }
 
     // MARK: - Internals
@@ -233,36 +225,45 @@ extension Store {
     /// run whose end has no place to go does not begin.
     func createEndMarker(_ marker: EndMarker, reserveBytes: Int64) throws {
         let dir = endMarkerDirectory
-        if mkdir(dir, 0o700) != 0, errno != EEXIST {
-            throw StateDirectory.ioError("create \(dir) for the end markers of runs", errno: errno)
-        }
+        do {
+            try FileSystem.mkdir(dir, mode: 0o700)
+        } catch where error != .EEXIST {
+            throw StateDirectory.ioError("create \(dir) for the end markers of runs", errno: error.rawValue)
+        } catch {}
         let path = endMarkerPath(marker.runID)
         // O_TRUNC: a marker left with this id by an earlier database is not this run's.
-        let fd = openFile(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StateDirectory.ioError("create the end marker \(path)", errno: errno) }
-        defer { closeFile(fd) }
+        let fd: FD
         do {
-            let total = off_t(EndMarker.size) + off_t(max(0, reserveBytes))
-            let code = posix_fallocate(fd, 0, total)
-            if code == EOPNOTSUPP || code == EINVAL {
+            fd = try FileSystem.open(path, [.writeOnly, .create, .truncate, .noFollow], mode: 0o600)
+        } catch {
+            throw StateDirectory.ioError("create the end marker \(path)", errno: error.rawValue)
+        }
+        defer { fd.close() }
+        do {
+            let total = Int64(EndMarker.size) + max(0, reserveBytes)
+            do {
+                try fd.allocate(length: total)
+            } catch where error == .EOPNOTSUPP || error == .EINVAL {
                 // No fallocate on this filesystem: written zeros hold the blocks as well.
                 let zeros = [UInt8](repeating: 0, count: 65536)
-                var offset: off_t = 0
+                var offset: Int64 = 0
                 while offset < total {
-                    let n = min(off_t(zeros.count), total - offset)
-                    let written = try syscallRetrying { zeros.withUnsafeBytes { pwrite(fd, $0.baseAddress, Int(n), offset) } }
-                    offset += off_t(written)
+                    let n = Int(min(Int64(zeros.count), total - offset))
+                    let written = try zeros.withUnsafeBytes { raw in
+                        try fd.write(UnsafeRawBufferPointer(rebasing: raw[..<n]), at: offset)
+                    }
+                    offset += Int64(written)
                 }
-            } else if code != 0 {
+            } catch {
                 throw StateDirectory.ioError("reserve \(total) bytes for the end of run \(marker.runID) in \(path)",
-                                             errno: code)
+                                             errno: error.rawValue)
             }
             try writeMarkerPage(fd: fd, marker, path: path)
         } catch let error as Errno {
-            unlink(path)
+            try? FileSystem.unlink(path)
             throw StateDirectory.ioError("write the end marker \(path)", errno: error.rawValue)
         } catch {
-            unlink(path)
+            try? FileSystem.unlink(path)
             throw error
         }
     }
@@ -270,9 +271,13 @@ extension Store {
     func writeEndMarker(_ marker: EndMarker) throws {
         let path = endMarkerPath(marker.runID)
         // No O_CREAT: a marker is only ever rewritten where it was reserved.
-        let fd = openFile(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw StateDirectory.ioError("open the end marker \(path)", errno: errno) }
-        defer { closeFile(fd) }
+        let fd: FD
+        do {
+            fd = try FileSystem.open(path, [.writeOnly, .noFollow])
+        } catch {
+            throw StateDirectory.ioError("open the end marker \(path)", errno: error.rawValue)
+        }
+        defer { fd.close() }
         do {
             try writeMarkerPage(fd: fd, marker, path: path)
         } catch let error as Errno {
@@ -280,11 +285,11 @@ extension Store {
         }
     }
 
-    private func writeMarkerPage(fd: Int32, _ marker: EndMarker, path: String) throws {
+    private func writeMarkerPage(fd: FD, _ marker: EndMarker, path: String) throws {
         let page = try marker.page()
-        let written = try syscallRetrying { page.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
+        let written = try page.withUnsafeBytes { raw in try fd.write(raw, at: 0) }
         guard written == page.count else {
-            throw StateDirectory.ioError("write the end marker \(path) (short write)", errno: EIO)
+            throw StateDirectory.ioError("write the end marker \(path) (short write)", errno: Errno.EIO.rawValue)
         }
     }
 
@@ -298,36 +303,23 @@ extension Store {
 
     /// nil when there is none or it is not a whole marker.
     func readEndMarker(_ id: RunID) -> EndMarker? {
-        let fd = openFile(endMarkerPath(id), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { closeFile(fd) }
+        guard let fd = try? FileSystem.open(endMarkerPath(id), [.readOnly, .noFollow]) else { return nil }
+        defer { fd.close() }
         var page = [UInt8](repeating: 0, count: EndMarker.size)
-        guard let n = try? syscallRetrying({ page.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) } }),
+        guard let n = try? page.withUnsafeMutableBytes({ raw in try fd.read(into: raw, at: 0) }),
               n > 0 else { return nil }
         return EndMarker.parse(Array(page[..<n]))
     }
 
     func removeEndMarker(_ id: RunID) {
-        unlink(endMarkerPath(id))
+        try? FileSystem.unlink(endMarkerPath(id))
     }
 
     /// Markers whose run is not running any more (a supervisor that ended its run but
     /// could not unlink, a run begun in a database since moved aside).
     func removeStaleEndMarkers(runningIDs: Set<Int64>) {
-        guard let dir = opendir(endMarkerDirectory) else { return }
-        defer { closedir(dir) }
-        var stale: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard let id = Int64(name), !runningIDs.contains(id) else { continue }
-            stale.append(name)
-        }
-        for name in stale { unlink(endMarkerDirectory + "/" + name) }
+        guard let names = try? FileSystem.listDirectory(endMarkerDirectory, followSymlinks: true) else { return }
+        let stale = names.filter { name in Int64(name).map { !runningIDs.contains($0) } ?? false }
+        for name in stale { try? FileSystem.unlink(endMarkerDirectory + "/" + name) }
     }
 }
-
-// Inside `Store`, `open` and `close` name the store's own methods.
-private func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 { open(path, flags, mode) }
-private func closeFile(_ fd: Int32) { close(fd) }

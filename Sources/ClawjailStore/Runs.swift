@@ -1,9 +1,5 @@
 import ClawjailCore
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import ClawjailSystem
 
 public enum RunKind: String, Sendable, Hashable, Codable {
     /// `clawjail run`: at most one live run per agent.
@@ -336,7 +332,7 @@ extension Store {
                 "cause": .string(end.failure.cause), "since_ms": .int(end.failure.sinceMs),
                 "errno": end.failure.errno.map { .int(Int64($0)) } ?? .null,
                 // Not the supervisor: whoever found the outcome in the end marker.
-                "from_end_marker": .bool(true), "recorded_by_pid": .int(Int64(getpid())),
+                "from_end_marker": .bool(true), "recorded_by_pid": .int(Int64(ProcessInfoLite.pid)),
                 "supervisor_gave_up_ms": end.gaveUpMs.map { .int($0) } ?? .null,
             ]
             if end.eventsNotRecorded > 0 { late["events_not_recorded"] = .int(Int64(end.eventsNotRecorded)) }

@@ -1,10 +1,5 @@
 import CSQLite
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import ClawjailSystem
 
 // The store's own thin layer over the system SQLite (libsqlite3).
 //
@@ -499,7 +494,7 @@ struct Configuration {
 /// back into its queue.
 final class DatabaseQueue: @unchecked Sendable {
     private let db: Database
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let lock = PosixMutex()
 
     init(path: String, configuration: Configuration = Configuration()) throws {
         var handle: OpaquePointer?
@@ -526,18 +521,10 @@ final class DatabaseQueue: @unchecked Sendable {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         self.db = db
-        pthread_mutex_init(lock, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
     }
 
     private func locked<T>(_ body: (Database) throws -> T) rethrows -> T {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        return try body(db)
+        try lock.withLock { try body(db) }
     }
 
     /// `body` in a read transaction: one consistent snapshot.

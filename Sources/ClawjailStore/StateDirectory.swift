@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import ClawjailSystem
 
 /// Prepares the state directory (0700) and the database file (0600) before SQLite
 /// opens it. The file is created with an explicit mode through O_EXCL rather than by
@@ -14,7 +10,7 @@ struct StateDirectory: ~Copyable {
     let databasePath: String
     /// What was changed on the way (permissions tightened), for the operator.
     let notices: [String]
-    private let fd: Int32
+    private let fd: FD
 
     init(path rawPath: String, databaseName: String) throws {
         // Every stored property is assigned once, at the end: a noncopyable value
@@ -30,11 +26,12 @@ struct StateDirectory: ~Copyable {
         // A symlinked state directory is followed (an operator may move the state to
         // another disk) but never chmod'ed: through a link planted in a shared
         // directory, that chmod could land on /etc.
-        var linkInfo = stat()
-        let isSymlink = lstat(path, &linkInfo) == 0 && linkInfo.st_mode & S_IFMT == S_IFLNK
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (isSymlink ? 0 : O_NOFOLLOW))
-        guard fd >= 0 else {
-            throw Self.ioError("open the state directory \(path)", errno: errno)
+        let isSymlink = (try? FileSystem.stat(path, followSymlinks: false))?.isSymlink == true
+        let fd: FD
+        do {
+            fd = try FileSystem.open(path, isSymlink ? [.readOnly, .directory] : [.readOnly, .directory, .noFollow])
+        } catch {
+            throw Self.ioError("open the state directory \(path)", errno: error.rawValue)
         }
         var notices: [String] = []
         do {
@@ -43,7 +40,7 @@ struct StateDirectory: ~Copyable {
             try Self.prepareDatabaseFile(directoryFD: fd, fullPath: databasePath, name: databaseName,
                                          notices: &notices)
         } catch {
-            close(fd)
+            fd.close()
             throw error
         }
         self.path = path
@@ -52,16 +49,18 @@ struct StateDirectory: ~Copyable {
         self.fd = fd
     }
 
-    deinit { close(fd) }
+    deinit { fd.close() }
 
     /// Serializes schema migrations between processes that open a new database at
     /// the same moment (the first open also switches the file to WAL, outside any
     /// transaction). Held only while migrations are pending.
     func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
-        while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw Self.ioError("lock the state directory \(path)", errno: errno) }
+        do {
+            try fd.lock(.exclusive)
+        } catch {
+            throw Self.ioError("lock the state directory \(path)", errno: error.rawValue)
         }
-        defer { _ = flock(fd, LOCK_UN) }
+        defer { fd.unlock() }
         return try body()
     }
 
@@ -72,33 +71,35 @@ struct StateDirectory: ~Copyable {
         for (index, component) in components.enumerated() {
             prefix += "/" + component
             let last = index == components.count - 1
-            if mkdir(prefix, last ? 0o700 : 0o755) != 0, errno != EEXIST {
-                throw ioError("create the directory \(prefix)", errno: errno)
-            }
+            do {
+                try FileSystem.mkdir(prefix, mode: last ? 0o700 : 0o755)
+            } catch where error != .EEXIST {
+                throw ioError("create the directory \(prefix)", errno: error.rawValue)
+            } catch {}
         }
     }
 
-    private static func prepareDatabaseFile(directoryFD: Int32, fullPath: String, name: String,
+    private static func prepareDatabaseFile(directoryFD: FD, fullPath: String, name: String,
                                             notices: inout [String]) throws {
-        let created = openat(directoryFD, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        if created >= 0 {
-            close(created)
-        } else if errno != EEXIST {
-            throw ioError("create \(fullPath)", errno: errno)
-        }
+        do {
+            try FileSystem.open(name, [.readWrite, .create, .exclusive, .noFollow], mode: 0o600, at: directoryFD).close()
+        } catch where error != .EEXIST {
+            throw ioError("create \(fullPath)", errno: error.rawValue)
+        } catch {}
         // An existing file (and its -wal/-shm) may predate us: check owner, type and mode.
         for suffix in ["", "-wal", "-shm"] {
-            let fd = openat(directoryFD, name + suffix, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            if fd < 0 {
-                let code = errno
-                if suffix != "", code == ENOENT { continue }
-                if code == ELOOP {
+            let fd: FD
+            do {
+                fd = try FileSystem.open(name + suffix, [.readOnly, .noFollow, .nonBlocking], at: directoryFD)
+            } catch {
+                if suffix != "", error == .ENOENT { continue }
+                if error == .ELOOP {
                     throw StoreError(.insecurePath, "\(fullPath + suffix) is a symbolic link; "
                                      + "remove it: the database must be a plain file in the state directory")
                 }
-                throw ioError("open \(fullPath + suffix)", errno: code)
+                throw ioError("open \(fullPath + suffix)", errno: error.rawValue)
             }
-            defer { close(fd) }
+            defer { fd.close() }
             try secure(fd: fd, name: fullPath + suffix, wantedMode: 0o600, isDirectory: false, mayFix: true,
                        notices: &notices)
         }
@@ -107,29 +108,36 @@ struct StateDirectory: ~Copyable {
     /// Refuses a path that another user owns (they could rewrite the audit chain) and
     /// sets `wantedMode` on one of ours that has another mode, or refuses it when
     /// `mayFix` is false.
-    private static func secure(fd: Int32, name: String, wantedMode: mode_t, isDirectory: Bool, mayFix: Bool,
+    private static func secure(fd: FD, name: String, wantedMode: mode_t, isDirectory: Bool, mayFix: Bool,
                                notices: inout [String]) throws {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw ioError("stat \(name)", errno: errno) }
-        let type = info.st_mode & S_IFMT
-        guard type == (isDirectory ? S_IFDIR : S_IFREG) else {
+        let info: Stat
+        do {
+            info = try fd.stat()
+        } catch {
+            throw ioError("stat \(name)", errno: error.rawValue)
+        }
+        guard isDirectory ? info.isDirectory : info.isRegular else {
             throw StoreError(.insecurePath, "\(name) is not a \(isDirectory ? "directory" : "regular file"); "
                              + "move it away and retry")
         }
-        let euid = geteuid()
-        guard info.st_uid == euid else {
-            throw StoreError(.insecurePath, "\(name) is owned by uid \(info.st_uid), not by uid \(euid) that runs "
+        let euid = ProcessInfoLite.effectiveUserID
+        guard info.uid == euid else {
+            throw StoreError(.insecurePath, "\(name) is owned by uid \(info.uid), not by uid \(euid) that runs "
                              + "clawjail; another user could rewrite the state and the audit log. "
                              + "Fix it with `chown \(euid) \(name)` or use another state directory")
         }
-        let mode = info.st_mode & 0o7777
+        let mode = info.permissions
         if mode != wantedMode {
             guard mayFix else {
                 throw StoreError(.insecurePath, "\(name) is a symbolic link to a directory with mode \(octal(mode)); "
                                  + "clawjail changes no mode through a link: run `chmod \(octal(wantedMode)) "
                                  + "\(name)/` or pass the real path")
             }
-            guard fchmod(fd, wantedMode) == 0 else { throw ioError("chmod \(name)", errno: errno) }
+            do {
+                try fd.setMode(wantedMode)
+            } catch {
+                throw ioError("chmod \(name)", errno: error.rawValue)
+            }
             notices.append("changed the permissions of \(name) from \(octal(mode)) to \(octal(wantedMode))")
         }
     }
@@ -140,16 +148,17 @@ struct StateDirectory: ~Copyable {
     }
 
     static func ioError(_ what: String, errno code: Int32) -> StoreError {
-        let reason = String(cString: strerror(code))
+        let e = Errno(rawValue: code)
+        let reason = e.text
         var hint = ""
-        if code == EACCES || code == EPERM {
+        if e == .EACCES || e == .EPERM {
             hint = "; run clawjail as root or pass a state directory you own"
-        } else if code == EROFS {
+        } else if e == .EROFS {
             hint = "; the filesystem is read-only, pass a writable state directory"
-        } else if code == ENOSPC || code == EDQUOT {
+        } else if e == .ENOSPC || e == .EDQUOT {
             hint = "; the filesystem is full: free space there"
         }
-        return StoreError(code == ENOSPC || code == EDQUOT ? .full : .io, "cannot \(what): \(reason)\(hint)",
+        return StoreError(e == .ENOSPC || e == .EDQUOT ? .full : .io, "cannot \(what): \(reason)\(hint)",
                           errno: code)
     }
 }

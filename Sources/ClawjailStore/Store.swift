@@ -1,10 +1,5 @@
 import CSQLite
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import ClawjailSystem
 
 /// clawjail's state: agents, uid-range allocations, runs, the audit chain and
 /// protected-file snapshot metadata, in one SQLite database.
@@ -121,16 +116,14 @@ public final class Store: Sendable {
             do {
                 return try DatabaseQueue(path: path, configuration: configuration)
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && monotonicSeconds() < deadline {
-                usleep(pause)
+                ProcessInfoLite.sleep(nanoseconds: UInt64(pause) * 1000)
                 pause = min(pause * 2, 50_000)
             }
         }
     }
 
     private static func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        Double(ProcessInfoLite.monotonicNanoseconds) / 1e9
     }
 
     /// Keeps the -wal and -shm files when the last connection closes. Without it each
@@ -171,9 +164,7 @@ public final class Store: Sendable {
 
     /// Wall-clock time in unix milliseconds.
     static func nowMs() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        ProcessInfoLite.wallClockMilliseconds
     }
 }
 

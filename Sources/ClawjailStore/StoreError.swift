@@ -1,10 +1,5 @@
+import ClawjailCore
 import ClawjailSystem
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The one error type of ClawjailStore: what failed, what to do, and the cause.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
@@ -55,7 +50,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case .full: return true
         case .io:
             if let db = underlying as? DatabaseError { return db.resultCode == .SQLITE_IOERR }
-            return errno == EIO
+            return errno == Errno.EIO.rawValue
         case .database:
             guard let db = underlying as? DatabaseError else { return false }
             return db.resultCode == .SQLITE_BUSY || db.resultCode == .SQLITE_LOCKED
@@ -67,7 +62,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     /// "disk full: ENOSPC (errno 28: No space left on device), SQLITE_FULL".
     public var cause: String {
         var parts: [String] = []
-        if let errno { parts.append("\(Errno(rawValue: errno).name) (errno \(errno): \(String(cString: strerror(errno))))") }
+        if let errno { parts.append("\(Errno(rawValue: errno).name) (errno \(errno): \(Errno(rawValue: errno).text))") }
         if let db = underlying as? DatabaseError { parts.append(Self.sqliteName(db.resultCode)) }
         let detail = parts.joined(separator: ", ")
         let what: String
@@ -126,11 +121,11 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
                 // SQLite reports SQLITE_FULL only for ENOSPC (or a short write) and then
                 // clears the errno; an IOERR keeps it, and EDQUOT arrives that way.
                 let code = dbError.systemErrno != 0 ? dbError.systemErrno
-                    : (dbError.resultCode == .SQLITE_FULL ? ENOSPC : nil)
+                    : (dbError.resultCode == .SQLITE_FULL ? Errno.ENOSPC.rawValue : nil)
                 let dir = directory(of: path)
-                if dbError.resultCode == .SQLITE_FULL || code == ENOSPC || code == EDQUOT {
+                if dbError.resultCode == .SQLITE_FULL || code == Errno.ENOSPC.rawValue || code == Errno.EDQUOT.rawValue {
                     return StoreError(.full, "\(what) failed: cannot write \(path): the filesystem is full "
-                                      + "(\(Errno(rawValue: code ?? ENOSPC).name)); free space in \(dir)",
+                                      + "(\(Errno(rawValue: code ?? Errno.ENOSPC.rawValue).name)); free space in \(dir)",
                                       underlying: error, errno: code)
                 }
                 let reason = code.map { ": " + Errno(rawValue: $0).description } ?? ""
@@ -148,4 +143,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         }
         return StoreError(.database, "\(what) failed", underlying: error)
     }
+}
+
+/// So that `error.errno` finds the errno of a store failure wrapped in a ClawjailError.
+extension StoreError: ErrnoCarrying {
+    public var errnoCode: Int32? { errno }
 }

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CClawjailChild
-import CClawjailChild
 
 /// An owned or borrowed file descriptor number. Closing is explicit (`close()`),
 /// usually in a `defer` right after the open.
@@ -92,6 +91,9 @@ public struct Stat: Sendable {
     public let inode: UInt64
     public let device: UInt64
     public let nlink: UInt64
+    /// mtime and ctime, in ns since the epoch.
+    public let modifiedNanoseconds: Int64
+    public let changedNanoseconds: Int64
 
     init(_ st: Glibc.stat) {
         mode = st.st_mode
@@ -101,11 +103,14 @@ public struct Stat: Sendable {
         inode = UInt64(st.st_ino)
         device = UInt64(st.st_dev)
         nlink = UInt64(st.st_nlink)
+        modifiedNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        changedNanoseconds = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
     }
 
     public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
     public var isRegular: Bool { mode & S_IFMT == S_IFREG }
     public var isSymlink: Bool { mode & S_IFMT == S_IFLNK }
+    public var isSocket: Bool { mode & S_IFMT == S_IFSOCK }
     public var permissions: UInt32 { mode & 0o7777 }
 }
 

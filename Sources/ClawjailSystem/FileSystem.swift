@@ -16,6 +16,10 @@ public enum FileSystem {
         FD(try syscallRetrying { openat(dir.rawValue, path, flags | O_CLOEXEC, mode) })
     }
 
+    public static func open(_ path: String, _ flags: OpenFlags, mode: mode_t = 0, at dir: FD = .cwd) throws(Errno) -> FD {
+        try open(path, flags.rawValue, mode: mode, at: dir)
+    }
+
     /// openat2 with a RESOLVE_* mask. O_CLOEXEC is always added.
     public static func openat2(_ path: String, _ flags: Int32, mode: UInt64 = 0, resolve: UInt64, at dir: FD = .cwd) throws(Errno) -> FD {
         FD(try syscallRetrying { cj_sys_openat2(dir.rawValue, path, UInt64(flags | O_CLOEXEC), mode, resolve) })
@@ -145,8 +149,9 @@ public enum FileSystem {
     }
 
     /// Directory entries (names only, without "." and ".."), from an fd or a path.
-    public static func listDirectory(_ path: String, at dir: FD = .cwd) throws(Errno) -> [String] {
-        let fd = try open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: dir)
+    /// A symlink at `path` is refused unless `followSymlinks`.
+    public static func listDirectory(_ path: String, at dir: FD = .cwd, followSymlinks: Bool = false) throws(Errno) -> [String] {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY | (followSymlinks ? 0 : O_NOFOLLOW), at: dir)
         guard let d = fdopendir(fd.rawValue) else {
             let e = Errno.current
             fd.close()
@@ -165,6 +170,18 @@ public enum FileSystem {
     }
 
     public static func umask(_ mask: mode_t) -> mode_t { Glibc.umask(mask) }
+
+    /// getcwd(3); nil when the working directory is gone or unreachable.
+    public static func currentDirectory() -> String? {
+        guard let p = getcwd(nil, 0) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// getxattr(2) into `buffer`: the value's length.
+    public static func extendedAttribute(_ name: String, of path: String, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try syscallRetrying { cj_sys_getxattr(path, name, buffer.baseAddress, buffer.count) }
+    }
 }
 
 /// An advisory lock held for as long as the fd is open; the kernel drops it when the

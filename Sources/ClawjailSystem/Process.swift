@@ -25,6 +25,10 @@ public struct PidFD: Sendable, CustomStringConvertible {
         _ = try syscallRetrying { cj_sys_pidfd_send_signal(fd.rawValue, sig) }
     }
 
+    public func signal(_ sig: Signal) throws(Errno) {
+        try signal(sig.rawValue)
+    }
+
     /// Non-blocking reap. nil while the process runs.
     public func tryWait() throws(Errno) -> WaitStatus? {
         var status: Int32 = 0
@@ -99,6 +103,19 @@ public enum ProcessInfoLite {
         var rem = timespec()
         while nanosleep(&req, &rem) != 0 && errno == EINTR { req = rem }
     }
+
+    /// CLOCK_REALTIME in ns: the clock file timestamps come from.
+    public static var wallClockNanoseconds: Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// This process's pid.
+    public static var pid: pid_t { getpid() }
+
+    /// The effective uid, which file ownership checks compare with.
+    public static var effectiveUserID: uid_t { geteuid() }
 
     public static var wallClockMilliseconds: Int64 {
         var ts = timespec()

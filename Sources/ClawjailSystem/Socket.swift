@@ -7,6 +7,14 @@ import CClawjailChild
 /// (created on a thread that entered it), the jail-side connections of ingress, and
 /// the host-side ingress Unix sockets.
 public enum Sockets {
+    /// if_nametoindex(3) in the calling thread's network namespace: one ioctl on a
+    /// throw-away socket, cheaper than an RTM_GETLINK round trip.
+    public static func interfaceIndex(of name: String) throws(Errno) -> UInt32 {
+        let index = if_nametoindex(name)
+        if index == 0 { throw Errno.current }
+        return index
+    }
+
     static func ipv4(_ address: String, _ port: UInt16) throws(Errno) -> sockaddr_in {
         var sa = sockaddr_in()
         sa.sin_family = sa_family_t(AF_INET)
