@@ -24,8 +24,10 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
 
-        // C that runs between clone3 and execve: async-signal-safe only.
+        // C that runs between clone3 and execve (async-signal-safe only), and the jail's init.
         .target(name: "CClawjailChild"),
+        // Parent-side C: the plan's builders, syscall shims glibc lacks, the proxy's tunnels.
+        .target(name: "CClawjailShims", dependencies: ["CClawjailChild"]),
 
         // spec: pure Swift config, TOML, validation, JailSpec. No syscalls.
         .target(name: "ClawjailCore", swiftSettings: strict),
@@ -35,8 +37,8 @@ let package = Package(
         .target(name: "ClawjailPlan", dependencies: ["ClawjailCore"], resources: [.embedInCode("skeleton")],
                 swiftSettings: strict),
         // Typed syscall wrappers. Every syscall in Swift goes through here.
-        .target(name: "ClawjailSystem", dependencies: ["ClawjailCore", "CClawjailChild"], swiftSettings: strict),
-        .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailPlan", "ClawjailSystem", "CClawjailChild"], swiftSettings: strict),
+        .target(name: "ClawjailSystem", dependencies: ["ClawjailCore", "CClawjailChild", "CClawjailShims"], swiftSettings: strict),
+        .target(name: "ClawjailCgroup", dependencies: ["ClawjailCore", "ClawjailPlan", "ClawjailSystem"], swiftSettings: strict),
         .target(name: "ClawjailSeccomp", dependencies: ["ClawjailCore", "ClawjailSystem", "CSeccomp"], swiftSettings: strict),
         .target(name: "ClawjailNetwork", dependencies: ["ClawjailCore", "ClawjailSystem", "CNetlink"], swiftSettings: strict),
         .target(name: "ClawjailStore", dependencies: ["ClawjailCore", "ClawjailSystem", "CSQLite"], swiftSettings: strict),
@@ -45,11 +47,16 @@ let package = Package(
                                                        .product(name: "NIOPosix", package: "swift-nio"),
                                                        .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
         .target(name: "ClawjailRuntime", dependencies: ["ClawjailCore", "ClawjailPlan", "ClawjailSystem", "ClawjailCgroup", "ClawjailSeccomp",
-                                                        "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild",
+                                                        "ClawjailNetwork", "ClawjailStore", "ClawjailEgress", "CClawjailChild", "CClawjailShims",
                                                         .product(name: "NIOCore", package: "swift-nio"),
                                                         .product(name: "NIOPosix", package: "swift-nio")],
                 swiftSettings: strict),
-        .executableTarget(name: "clawjail", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan",
+        // The operator's commands (ps, stats, logs, stop, doctor, protect, audit), on top of
+        // the runtime and the store.
+        .target(name: "ClawjailOperator", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
+                                                         "ClawjailStore", "ClawjailCgroup", "ClawjailSeccomp", "ClawjailNetwork"],
+                swiftSettings: strict),
+        .executableTarget(name: "clawjail", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strict),
 
@@ -61,9 +68,15 @@ let package = Package(
                                                                .product(name: "NIOPosix", package: "swift-nio"),
                                                                .product(name: "NIOHTTP1", package: "swift-nio"),
                                                                .product(name: "NIOEmbedded", package: "swift-nio")]),
-        .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailCgroup", "ClawjailSeccomp",
-                                                                "ClawjailNetwork", "ClawjailSystem", "ClawjailEgress", "ClawjailStore"]),
-        .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailCgroup",
+        .testTarget(name: "ClawjailSystemTests", dependencies: ["ClawjailSystem", "ClawjailCore", "ClawjailStore"]),
+        .testTarget(name: "ClawjailCgroupTests", dependencies: ["ClawjailCgroup"]),
+        .testTarget(name: "ClawjailSeccompTests", dependencies: ["ClawjailSeccomp", "ClawjailCore"]),
+        .testTarget(name: "ClawjailNetworkTests", dependencies: ["ClawjailNetwork", "ClawjailCore", "ClawjailSystem"]),
+        .testTarget(name: "ClawjailRuntimeTests", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSeccomp",
+                                                                "CClawjailShims"]),
+        .testTarget(name: "ClawjailOperatorTests", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailEgress", "ClawjailStore"]),
+        // Needs root and real namespaces: runs the built clawjail against the kernel.
+        .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailCgroup",
                                                                     "ClawjailStore", "ClawjailSystem"]),
     ]
 )

@@ -9,7 +9,7 @@
  *
  * This file is not linked into a program of its own: every function and constant here
  * lives in the section `cj_init`, and the supervisor copies that section into a memfd
- * behind a minimal ELF header (cj_init_image_fd in child.c). So the code must be
+ * behind a minimal ELF header (cj_init_image_fd in init_image.c). So the code must be
  * self-contained and position-independent:
  *  - no libc and no other function outside the section: raw system calls only, and
  *    every function carries CJI (the section; no builtins, so that clang turns no loop

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CClawjailChild
+import CClawjailShims
 
 /// An owned or borrowed file descriptor number. Closing is explicit (`close()`),
 /// usually in a `defer` right after the open.

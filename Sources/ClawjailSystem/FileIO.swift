@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CClawjailChild
+import CClawjailShims
 
 /// The rest of what the store, the seccomp cache and the notifier do with an fd.
 extension FD {

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CClawjailChild
+import CClawjailShims
 
 /// Filesystem calls. Paths that an agent (or its config) controls are always opened
 /// relative to a directory fd with RESOLVE_NO_SYMLINKS, so a symlink swapped in during

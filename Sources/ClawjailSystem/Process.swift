@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CClawjailChild
+import CClawjailShims
 
 /// A process we act on only through its pidfd, so a recycled pid number can never be
 /// signalled by mistake.

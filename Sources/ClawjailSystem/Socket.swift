@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CClawjailChild
+import CClawjailShims
 
 /// Sockets the supervisor creates itself: listeners inside a peer network namespace
 /// (created on a thread that entered it), the jail-side connections of ingress, and

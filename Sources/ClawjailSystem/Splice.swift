@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CClawjailChild
+import CClawjailShims
 
 /// splice(2) between a socket and a pipe, for tunnels the kernel copies without the
 /// bytes ever reaching user space. Every call is non-blocking.

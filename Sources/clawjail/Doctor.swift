@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawjailCore
+import ClawjailOperator
 import ClawjailRuntime
 
 struct DoctorCommand: ParsableCommand {

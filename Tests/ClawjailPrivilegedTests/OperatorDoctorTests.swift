@@ -1,3 +1,4 @@
+import ClawjailOperator
 import ClawjailRuntime
 import Foundation
 import Testing

@@ -9,6 +9,12 @@ import Testing
 
 @Suite("config files on disk")
 struct ConfigFileTests {
+    private static func tempDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clawjail-utf8-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        return dir
+    }
+
     private static func write(_ bytes: [UInt8], to path: String) throws {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
@@ -26,8 +32,8 @@ struct ConfigFileTests {
               ([0xED, 0xA0, 0x80], "bytes 0xED 0xA0 encode a surrogate"),
           ])
     func agentConfig(bad: [UInt8], detail: String) throws {
-        let dir = try SeccompFixtures.tempDir("utf8")
-        defer { SeccompFixtures.remove(dir) }
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/agent.toml"
         try Self.write(Self.agentFile(bad), to: path)
         let layout = HostLayout(stateDirectory: dir + "/state", environment: [:])
@@ -46,8 +52,8 @@ struct ConfigFileTests {
 
     @Test("a tool.toml that is not UTF-8 is refused the same way")
     func toolConfig() throws {
-        let dir = try SeccompFixtures.tempDir("utf8")
-        defer { SeccompFixtures.remove(dir) }
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/tool.toml"
         try Self.write(Array("[limits]\npids = 10\n# ".utf8) + [0xFF], to: path)
         let layout = HostLayout(stateDirectory: dir + "/state", environment: [:])
@@ -63,8 +69,8 @@ struct ConfigFileTests {
 
     @Test("a seccomp profile, or the groups.toml beside it, that is not UTF-8 is refused at the byte")
     func seccompProfile() throws {
-        let dir = try SeccompFixtures.tempDir("utf8")
-        defer { SeccompFixtures.remove(dir) }
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let profile = dir + "/mine.toml"
         try Self.write(Array("allow = [\"read\"] # ".utf8) + [0xE2, 0x82] + Array("\n".utf8), to: profile)
         do {

@@ -1,4 +1,4 @@
-import CClawjailChild
+import CClawjailShims
 import ClawjailPlan
 import Testing
 @testable import ClawjailRuntime
