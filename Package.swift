@@ -49,7 +49,7 @@ let package = Package(
                                                         .product(name: "NIOCore", package: "swift-nio"),
                                                         .product(name: "NIOPosix", package: "swift-nio")],
                 swiftSettings: strict),
-        .executableTarget(name: "clawjail", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan",
+        .executableTarget(name: "clawjail", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strict),
 
