@@ -1,5 +1,4 @@
 import ClawjailSystem
-import Glibc
 import NIOCore
 import Synchronization
 
