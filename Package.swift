@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "ClawjailOperator", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
                                                          "ClawjailStore", "ClawjailCgroup", "ClawjailSeccomp", "ClawjailNetwork"],
                 swiftSettings: strict),
-        .executableTarget(name: "clawjail", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan",
+        .executableTarget(name: "clawjail", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strict),
 

@@ -1,5 +1,5 @@
 import ClawjailCore
-import Glibc
+import ClawjailSystem
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -108,7 +108,7 @@ public final class EgressProxy: Sendable {
             if let t = transparentTLS { endpoints.transparentTLS = try await listen(t, kind: .transparentTLS, pending: &pendingFDs) }
             if let d = dns { endpoints.dns = try await listenDNS(d, pending: &pendingFDs) }
         } catch {
-            for fd in pendingFDs { _ = Glibc.close(fd) }
+            for fd in pendingFDs { FD(fd).close() }
             await shutdown()
             throw error
         }

@@ -3,10 +3,6 @@ import NIOPosix
 import ClawjailSystem
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// One ingress connection, for the audit log.
 public struct IngressEvent: Sendable, Hashable, CustomStringConvertible {
     public var agent: String

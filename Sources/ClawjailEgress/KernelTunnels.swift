@@ -1,5 +1,4 @@
 import ClawjailSystem
-import Glibc
 import NIOCore
 import Synchronization
 
@@ -126,8 +125,8 @@ final class KernelTunnels: Sendable {
 
 /// One direction of a tunnel: source socket -> pipe -> destination socket.
 private struct Flow {
-    let source: CInt
-    let destination: CInt
+    let source: FD
+    let destination: FD
     let pipeRead: FD
     let pipeWrite: FD
     let capacity: Int
@@ -163,7 +162,7 @@ private struct Flow {
                     continue
                 }
                 if inPipe > 0 {
-                    switch try Splice.move(from: pipeRead.rawValue, to: destination, max: inPipe) {
+                    switch try Splice.move(from: pipeRead, to: destination, max: inPipe) {
                     case .moved(let n):
                         inPipe -= n
                         bytes &+= UInt64(n)
@@ -180,7 +179,7 @@ private struct Flow {
                     }
                     return .waiting
                 }
-                switch try Splice.move(from: source, to: pipeWrite.rawValue, max: capacity) {
+                switch try Splice.move(from: source, to: pipeWrite, max: capacity) {
                 case .moved(let n):
                     inPipe += n
                     moved = true
@@ -209,10 +208,10 @@ private final class Tunnel {
         client = h.client
         upstream = h.upstream
         flows = [
-            Flow(source: h.client.rawValue, destination: h.upstream.rawValue, pipeRead: p.up.read,
+            Flow(source: h.client, destination: h.upstream, pipeRead: p.up.read,
                  pipeWrite: p.up.write, capacity: p.up.capacity, pending: h.toUpstream,
                  sourceEnded: h.clientInputClosed),
-            Flow(source: h.upstream.rawValue, destination: h.client.rawValue, pipeRead: p.down.read,
+            Flow(source: h.upstream, destination: h.client, pipeRead: p.down.read,
                  pipeWrite: p.down.write, capacity: p.down.capacity, pending: h.toClient,
                  sourceEnded: h.upstreamInputClosed),
         ]
@@ -284,8 +283,8 @@ private final class Worker: @unchecked Sendable {
         tunnels[id] = t
         let events: Epoll.Events = [.readable, .writable, .peerClosed, .edgeTriggered]
         do {
-            try epoll.add(t.client.rawValue, events: events, token: id << 1)
-            try epoll.add(t.upstream.rawValue, events: events, token: id << 1 | 1)
+            try epoll.add(t.client, events: events, token: id << 1)
+            try epoll.add(t.upstream, events: events, token: id << 1 | 1)
         } catch {
             end(id)
             return
@@ -321,8 +320,8 @@ private final class Worker: @unchecked Sendable {
     func end(_ id: UInt64) {
         guard let t = tunnels.removeValue(forKey: id) else { return }
         ready.remove(id)
-        epoll.remove(t.client.rawValue)
-        epoll.remove(t.upstream.rawValue)
+        epoll.remove(t.client)
+        epoll.remove(t.upstream)
         t.closeAll()
         t.finish(t.flows[0].bytes, t.flows[1].bytes)
         owner.ended()
@@ -378,7 +377,7 @@ extension KernelTunnels {
 
     private static func duplicate(_ channel: any Channel) -> FD? {
         try? channel.pipeline.syncOperations.withUnsafeTransportIfAvailable(of: NIOBSDSocket.Handle.self) { fd in
-            try Splice.duplicate(fd)
+            try FD(fd).duplicate()
         }
     }
 }

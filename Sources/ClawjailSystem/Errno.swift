@@ -112,3 +112,14 @@ public func syscallOnce<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> 
     if r < 0 { throw Errno.current }
     return r
 }
+
+/// Like `syscallRetrying`, for a non-blocking fd: nil when the call would block
+/// (EAGAIN or EWOULDBLOCK), so the caller waits for readiness instead of failing.
+@inline(__always)
+public func syscallUnlessWouldBlock<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T? {
+    do throws(Errno) {
+        return try syscallRetrying(body)
+    } catch where error == .EAGAIN || error == .EWOULDBLOCK {
+        return nil
+    }
+}

@@ -74,6 +74,12 @@ public struct FD: Hashable, Sendable, CustomStringConvertible {
         _ = try syscallRetrying { fcntl(rawValue, F_SETFD, on ? FD_CLOEXEC : 0) }
     }
 
+    /// A close-on-exec duplicate (F_DUPFD_CLOEXEC, numbered 3 or above), owned by the
+    /// caller whoever owns this one.
+    public func duplicate() throws(Errno) -> FD {
+        FD(try syscallRetrying { fcntl(rawValue, F_DUPFD_CLOEXEC, 3) })
+    }
+
     public func setNonBlocking(_ on: Bool) throws(Errno) {
         let flags = try syscallRetrying { fcntl(rawValue, F_GETFL) }
         _ = try syscallRetrying { fcntl(rawValue, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) }

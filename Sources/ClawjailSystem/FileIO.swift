@@ -79,7 +79,14 @@ public enum EventCounter {
     /// Adds 1, making the fd readable. Best effort: a full counter is readable anyway.
     public static func signal(_ fd: FD) {
         var one: UInt64 = 1
-        _ = Glibc.write(fd.rawValue, &one, 8)
+        _ = try? syscallRetrying { Glibc.write(fd.rawValue, &one, 8) }
+    }
+
+    /// Reads the counter back to 0. Best effort: a counter at 0 has nothing to read
+    /// (EAGAIN, the fd is non-blocking), which is the state wanted.
+    public static func reset(_ fd: FD) {
+        var count: UInt64 = 0
+        _ = try? syscallRetrying { Glibc.read(fd.rawValue, &count, 8) }
     }
 }
 

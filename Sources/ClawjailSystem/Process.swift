@@ -114,6 +114,10 @@ public enum ProcessInfoLite {
     /// This process's pid.
     public static var pid: pid_t { getpid() }
 
+    /// exit(3), not _exit: stdio is flushed and atexit handlers run. Only for the
+    /// supervisor's own process; the jail's child ends in C with _exit.
+    public static func exit(_ status: Int32) -> Never { Glibc.exit(status) }
+
     /// The effective uid, which file ownership checks compare with.
     public static var effectiveUserID: uid_t { geteuid() }
 

@@ -15,29 +15,17 @@ public enum Splice {
     }
 
     /// Moves up to `max` bytes from `source` to `destination`; one of them must be a pipe.
-    public static func move(from source: CInt, to destination: CInt, max: Int) throws(Errno) -> Step {
-        while true {
-            let n = cj_sys_splice(source, destination, max)
-            if n > 0 { return .moved(n) }
-            if n == 0 { return .endOfFile }
-            let e = Errno.current
-            if e == .EINTR { continue }
-            if e == .EAGAIN || e == .EWOULDBLOCK { return .wouldBlock }
-            throw e
+    public static func move(from source: FD, to destination: FD, max: Int) throws(Errno) -> Step {
+        guard let n = try syscallUnlessWouldBlock({ cj_sys_splice(source.rawValue, destination.rawValue, max) }) else {
+            return .wouldBlock
         }
+        return n == 0 ? .endOfFile : .moved(n)
     }
 
     /// Writes what it can of `bytes` to a non-blocking socket; nil when it would block.
-    public static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int? {
+    public static func send(_ fd: FD, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int? {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return 0 }
-        while true {
-            let n = Glibc.send(fd, base, bytes.count, Int32(MSG_NOSIGNAL))
-            if n >= 0 { return n }
-            let e = Errno.current
-            if e == .EINTR { continue }
-            if e == .EAGAIN || e == .EWOULDBLOCK { return nil }
-            throw e
-        }
+        return try syscallUnlessWouldBlock { Glibc.send(fd.rawValue, base, bytes.count, Int32(MSG_NOSIGNAL)) }
     }
 
     /// A non-blocking, close-on-exec pipe of about `size` bytes, and its real capacity.
@@ -48,13 +36,9 @@ public enum Splice {
     }
 
     /// `shutdown(fd, SHUT_WR)`: the peer reads end of file once what was sent arrives.
-    public static func shutdownWrite(_ fd: CInt) {
-        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
-    }
-
-    /// A close-on-exec duplicate of a descriptor someone else owns.
-    public static func duplicate(_ fd: CInt) throws(Errno) -> FD {
-        FD(try syscallRetrying { fcntl(fd, F_DUPFD_CLOEXEC, 3) })
+    /// Best effort: a peer that already reset the connection has nothing left to tell.
+    public static func shutdownWrite(_ fd: FD) {
+        _ = try? syscallOnce { Glibc.shutdown(fd.rawValue, Int32(SHUT_WR)) }
     }
 
     /// Blocks SIGPIPE in the calling thread, so writing to a reset peer fails with EPIPE.
@@ -83,13 +67,13 @@ public final class Epoll: @unchecked Sendable {
     public init() throws(Errno) {
         fd = FD(try syscallRetrying { cj_sys_epoll_create() })
         do {
-            wakeFD = FD(try syscallRetrying { cj_sys_eventfd() })
+            wakeFD = try EventCounter.make()
         } catch {
             fd.close()
             throw error
         }
         do {
-            try add(wakeFD.rawValue, events: [.readable], token: Epoll.wakeToken)
+            try add(wakeFD, events: [.readable], token: Epoll.wakeToken)
         } catch {
             wakeFD.close()
             fd.close()
@@ -102,31 +86,32 @@ public final class Epoll: @unchecked Sendable {
         fd.close()
     }
 
-    public func add(_ target: CInt, events: Events, token: UInt64) throws(Errno) {
-        _ = try syscallRetrying { cj_sys_epoll_ctl(fd.rawValue, 0, target, events.rawValue, token) }
+    /// cj_sys_epoll_ctl's operations.
+    private static let controlAdd: Int32 = 0
+    private static let controlDelete: Int32 = 1
+
+    public func add(_ target: FD, events: Events, token: UInt64) throws(Errno) {
+        _ = try syscallRetrying { cj_sys_epoll_ctl(fd.rawValue, Epoll.controlAdd, target.rawValue, events.rawValue, token) }
     }
 
-    public func remove(_ target: CInt) {
-        _ = cj_sys_epoll_ctl(fd.rawValue, 1, target, 0, 0)
+    /// Best effort: the caller closes `target` right after, which takes it out too.
+    public func remove(_ target: FD) {
+        _ = try? syscallOnce { cj_sys_epoll_ctl(fd.rawValue, Epoll.controlDelete, target.rawValue, 0, 0) }
     }
 
     /// Makes a `wait` in another thread return (with `wakeToken`).
-    public func wake() {
-        var one: UInt64 = 1
-        _ = Glibc.write(wakeFD.rawValue, &one, 8)
-    }
+    public func wake() { EventCounter.signal(wakeFD) }
 
     /// Clears the wake-up counter; call when `wakeToken` comes back.
-    public func drainWake() {
-        var n: UInt64 = 0
-        _ = Glibc.read(wakeFD.rawValue, &n, 8)
-    }
+    public func drainWake() { EventCounter.reset(wakeFD) }
 
-    /// Up to 64 ready (token, events), waiting at most `timeoutMs` (-1: forever).
+    /// Up to 64 ready (token, events), waiting at most `timeoutMs` (-1: forever). A
+    /// signal or an error gives an empty list: the caller's loop comes back anyway.
     public func wait(timeoutMs: Int32) -> [(token: UInt64, events: Events)] {
         var out = [cj_epoll_event](repeating: cj_epoll_event(), count: 64)
-        let n = out.withUnsafeMutableBufferPointer { cj_sys_epoll_wait(fd.rawValue, $0.baseAddress, 64, timeoutMs) }
-        guard n > 0 else { return [] }
+        let n = out.withUnsafeMutableBufferPointer { buffer in
+            (try? syscallOnce { cj_sys_epoll_wait(fd.rawValue, buffer.baseAddress, 64, timeoutMs) }) ?? 0
+        }
         return (0..<Int(n)).map { (out[$0].data, Events(rawValue: out[$0].events)) }
     }
 }

@@ -1,7 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailRuntime
+import ClawjailSystem
 
 // Before anything can start a thread: the signals the supervisor forwards to jails are
 // read from a signalfd, which needs them blocked in every thread.
@@ -9,5 +7,7 @@ SupervisorSignals.blockInAllThreads()
 Trace.mark("main")
 // With CLAWJAIL_EXEC_PARSER set (to argument-parser) every line goes to ArgumentParser:
 // the tests run each exec option through both parsers and compare the results.
-if getenv("CLAWJAIL_EXEC_PARSER") == nil, let status = FastExec.run(CommandLine.arguments) { exit(status) }
+if ProcessInfoLite.environment()["CLAWJAIL_EXEC_PARSER"] == nil, let status = FastExec.run(CommandLine.arguments) {
+    ProcessInfoLite.exit(status)
+}
 Clawjail.main()
