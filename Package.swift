@@ -29,8 +29,12 @@ let package = Package(
         // Parent-side C: the plan's builders, syscall shims glibc lacks, the proxy's tunnels.
         .target(name: "CClawjailShims", dependencies: ["CClawjailChild"]),
 
-        // spec: pure Swift config, TOML, validation, JailSpec. No syscalls.
-        .target(name: "ClawjailCore", swiftSettings: strict),
+        // The parsers of untrusted input (TOML, IP literals, allowlist entries and host
+        // names, JSON, DNS, TLS ClientHello, request targets): stdlib only, no Foundation,
+        // no NIO, no syscalls, so scripts/fuzz builds them with swiftc alone (fuzz/).
+        .target(name: "ClawjailParsers", swiftSettings: strict),
+        // spec: pure Swift config, validation, JailSpec. No syscalls. Re-exports ClawjailParsers.
+        .target(name: "ClawjailCore", dependencies: ["ClawjailParsers"], swiftSettings: strict),
         // plan: JailSpec + HostFacts -> LaunchPlan, every step the executor takes. Pure.
         // The jail's /etc templates live in skeleton/, compiled in, so the static binary
         // needs no data files next to it.
@@ -60,6 +64,7 @@ let package = Package(
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strict),
 
+        .testTarget(name: "ClawjailParsersTests", dependencies: ["ClawjailParsers"]),
         .testTarget(name: "ClawjailCoreTests", dependencies: ["ClawjailCore"]),
         .testTarget(name: "ClawjailPlanTests", dependencies: ["ClawjailPlan", "ClawjailCore"], exclude: ["Golden"]),
         .testTarget(name: "ClawjailStoreTests", dependencies: ["ClawjailStore", "ClawjailCore"]),

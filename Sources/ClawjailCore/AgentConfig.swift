@@ -1,3 +1,5 @@
+import ClawjailParsers
+
 /// agent.toml (and tool.toml), parsed strictly and validated. Nothing here touches the
 /// filesystem: host paths are checked lexically; the runtime opens them later without
 /// following symlinks.

@@ -1,3 +1,5 @@
+import ClawjailParsers
+
 /// The one error type of clawjail. Messages say what failed and where; `hint` says
 /// what to do about it.
 public struct ClawjailError: Error, Sendable, CustomStringConvertible {

@@ -1,3 +1,5 @@
+import ClawjailParsers
+
 /// The effective, validated description of one jail: what `clawjail check` prints and
 /// what the runtime turns into kernel objects. Built without side effects from an
 /// agent.toml (a long-running agent) or from `clawjail exec` options (a tool run).

@@ -1,3 +1,5 @@
+import ClawjailParsers
+
 /// `preset = "openclaw"` / `"nanoclaw"` in agent.toml: the seccomp profile, egress
 /// allowlist, ingress and limits those runtimes need, as defaults that the config's
 /// own keys replace (a key written in agent.toml wins over the preset's whole value).

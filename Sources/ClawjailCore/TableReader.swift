@@ -1,3 +1,5 @@
+import ClawjailParsers
+
 /// Collects config problems so that one run of `clawjail check` reports all of them.
 final class Diagnostics {
     let file: String

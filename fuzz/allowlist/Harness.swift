@@ -1,4 +1,4 @@
-// Allowlist entries and name matching (Sources/ClawjailCore/Allowlist.swift).
+// Allowlist entries and name matching (Sources/ClawjailParsers/Allowlist.swift).
 //
 // The input is lines: every line but the last is an allow entry, the last is a
 // destination name as a client would send it (request target, Host, SNI, DNS query).
@@ -14,7 +14,7 @@
 //   optimisation only), is never `allowed` for an IP literal, and names a rule that
 //   matches the screened name and allows the port.
 
-import ClawjailCore
+import ClawjailParsers
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -1,4 +1,4 @@
-// Request targets and Host headers (Sources/ClawjailEgress/RequestTarget.swift): the
+// Request targets and Host headers (Sources/ClawjailParsers/RequestTarget.swift): the
 // names the HTTP proxy decides on.
 //
 // Properties:
@@ -10,7 +10,7 @@
 // - an accepted absolute URI is http://, its path starts with "/" and has no
 //   fragment, and the URI rebuilt from the target and path parses to the same.
 
-import ClawjailCore
+import ClawjailParsers
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

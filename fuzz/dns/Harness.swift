@@ -1,4 +1,4 @@
-// DNS wire format (Sources/ClawjailEgress/DNSMessage.swift): what the jail's responder
+// DNS wire format (Sources/ClawjailParsers/DNSMessage.swift): what the jail's responder
 // reads from the agent and the resolver reads from upstream.
 //
 // Properties:
@@ -8,6 +8,8 @@
 // - decodeHeader agrees with decode on the ID and flags;
 // - a name with a text form parses back from that text to the same name;
 // - following CNAME chains (addresses(for:type:)) ends.
+
+import ClawjailParsers
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -1,4 +1,4 @@
-// IP literal parsing, formatting and detection (Sources/ClawjailCore/IPAddress.swift).
+// IP literal parsing, formatting and detection (Sources/ClawjailParsers/IPAddress.swift).
 //
 // Properties:
 // - no crash for any text or bytes;
@@ -15,7 +15,7 @@
 // - an IPv4 address, IPv4-mapped, is classified as the IPv4 address;
 // - a parsed prefix contains its own address and re-parses from its description.
 
-@testable import ClawjailCore
+@testable import ClawjailParsers
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

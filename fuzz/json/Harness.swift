@@ -1,4 +1,4 @@
-// JSON (Sources/ClawjailCore/JSONValue.swift): plan manifests and snapshot metadata
+// JSON (Sources/ClawjailParsers/JSONValue.swift): plan manifests and snapshot metadata
 // read back from disk, and the canonical text that audit rows are hashed over.
 //
 // Properties:
@@ -9,7 +9,7 @@
 //   written as integers;
 // - parsing is deterministic.
 
-import ClawjailCore
+import ClawjailParsers
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -1,4 +1,4 @@
-// TLS ClientHello SNI extraction (Sources/ClawjailEgress/TLSClientHello.swift). The
+// TLS ClientHello SNI extraction (Sources/ClawjailParsers/TLSClientHello.swift). The
 // transparent TLS handler calls parse on everything received so far, after every
 // read, and acts on the first answer that is not needMore.
 //
@@ -9,6 +9,8 @@
 //   whole input. (All prefixes for short inputs; for longer ones every TLS record
 //   boundary and its neighbours, the last bytes, and a sample.)
 // - a server name, when there is one, is printable ASCII without spaces.
+
+import ClawjailParsers
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -1,4 +1,4 @@
-// TOML 1.0 parser (Sources/ClawjailCore/TOML), as agent.toml and the seccomp profiles
+// TOML 1.0 parser (Sources/ClawjailParsers/TOML), as agent.toml and the seccomp profiles
 // are read: TOML.parse(utf8:) on the file's bytes.
 //
 // Properties:
@@ -11,7 +11,7 @@
 // - round trip: an accepted document, written back as TOML by `TOMLWriter` below
 //   (every key quoted, every table inline), parses to the same values.
 
-import ClawjailCore
+import ClawjailParsers
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

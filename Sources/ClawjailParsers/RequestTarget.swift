@@ -1,19 +1,22 @@
-import ClawjailCore
-
 // Request targets and Host headers as the proxy reads them. Kept apart from the NIO
 // handlers so the parsing can be tested and fuzzed on its own (fuzz/authority).
 
 /// A destination named by a request: the normalised host and the port.
-struct NamedTarget: Equatable {
-    var host: String
-    var port: UInt16
+public struct NamedTarget: Equatable, Sendable {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
 }
 
 /// Parsing of request targets and Host headers. Every failure is a rule.
-enum RequestTarget {
+public enum RequestTarget {
     /// `host[:port]` (authority-form, Host header). IP literals in any
     /// encoding are `ip-literal` (or `metadata-address`); user info is refused.
-    static func authority(_ s: Substring, defaultPort: UInt16?) -> Result<NamedTarget, DenyRule> {
+    public static func authority(_ s: Substring, defaultPort: UInt16?) -> Result<NamedTarget, DenyRule> {
         guard !s.isEmpty, !s.contains("@") else { return .failure(.badRequest) }
         if s.hasPrefix("[") {
             let inner = s.prefix { $0 != "]" } + "]"
@@ -49,7 +52,7 @@ enum RequestTarget {
     /// literal, a bad port), for the audit record only, never for the client:
     /// the authority as written, without scheme, path or port, so the log says
     /// `169.254.169.254` port 80 rather than the whole URL with port 0.
-    static func auditParts(_ s: String, defaultPort: UInt16) -> (host: String, port: UInt16) {
+    public static func auditParts(_ s: String, defaultPort: UInt16) -> (host: String, port: UInt16) {
         var rest = Substring(s)
         if rest.prefix(7).lowercased() == "http://" { rest = rest.dropFirst(7) }
         if let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
@@ -68,7 +71,7 @@ enum RequestTarget {
     }
 
     /// `http://authority/path?query` → target and origin-form path.
-    static func absolute(_ uri: String) -> Result<(NamedTarget, String), DenyRule> {
+    public static func absolute(_ uri: String) -> Result<(NamedTarget, String), DenyRule> {
         let lower = uri.prefix(8).lowercased()
         guard lower.hasPrefix("http://") else { return .failure(.badRequest) }
         let rest = uri.dropFirst(7)

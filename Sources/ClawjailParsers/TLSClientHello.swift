@@ -9,7 +9,7 @@
 // in the same read, whole or cut), and why its size bound counts bytes of the
 // stream rather than bytes that happen to have arrived.
 
-enum ClientHelloResult: Equatable {
+public enum ClientHelloResult: Equatable, Sendable {
     /// Not enough bytes yet.
     case needMore
     case serverName(String)
@@ -19,18 +19,18 @@ enum ClientHelloResult: Equatable {
     case invalid
 }
 
-enum TLSClientHello {
+public enum TLSClientHello {
     /// Largest ClientHello message (without its 4-byte header) the proxy takes.
-    static let maxBufferedBytes = 16 * 1024
+    public static let maxBufferedBytes = 16 * 1024
 
     /// The ClientHello and its record headers must be complete within this many
     /// bytes of the stream; later bytes are not looked at. Twice the largest
     /// message leaves room for the headers of a client that fragments it into
     /// small records (legal, and done by some anti-censorship clients), and
     /// still bounds what one connection can make the proxy hold.
-    static let maxFirstFlightBytes = 2 * maxBufferedBytes
+    public static let maxFirstFlightBytes = 2 * maxBufferedBytes
 
-    static func parse(_ bytes: some Collection<UInt8>) -> ClientHelloResult {
+    public static func parse(_ bytes: some Collection<UInt8>) -> ClientHelloResult {
         let b = Array(bytes.prefix(maxFirstFlightBytes))
         let result = parseRecords(b)
         // A hello still incomplete at the bound never will be, whatever comes next.

@@ -1,5 +1,5 @@
 import Testing
-@testable import ClawjailCore
+@testable import ClawjailParsers
 
 @Suite("JSONValue canonical form")
 struct JSONValueTests {

@@ -1,5 +1,5 @@
 import Testing
-@testable import ClawjailCore
+@testable import ClawjailParsers
 
 @Suite("Allowlist")
 struct AllowlistTests {

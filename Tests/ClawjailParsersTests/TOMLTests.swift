@@ -1,7 +1,7 @@
 import Testing
-import ClawjailCore
+import ClawjailParsers
 
-// `SourceLocation` exists in both Testing and ClawjailCore, hence the qualified names.
+// `SourceLocation` exists in both Testing and ClawjailParsers, hence the qualified names.
 
 // MARK: - Helpers
 
@@ -53,8 +53,8 @@ private func expectError(_ text: String, at location: String, _ message: String,
     #expect(error.message == message, sourceLocation: sourceLocation)
 }
 
-private func loc(_ line: Int, _ column: Int) -> ClawjailCore.SourceLocation {
-    ClawjailCore.SourceLocation(line: line, column: column)
+private func loc(_ line: Int, _ column: Int) -> ClawjailParsers.SourceLocation {
+    ClawjailParsers.SourceLocation(line: line, column: column)
 }
 
 /// A document that must be rejected, for parameterized tests.

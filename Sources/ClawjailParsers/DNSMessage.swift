@@ -1,44 +1,42 @@
-import ClawjailCore
-
 // DNS wire format (RFC 1035), just what the proxy's resolver and the jail's
 // responder need. Decoding is defensive: every length is checked, compression
 // pointers must point backwards (no loops), names are at most 255 bytes.
 
-enum DNSType {
-    static let a: UInt16 = 1
-    static let cname: UInt16 = 5
-    static let soa: UInt16 = 6
-    static let ptr: UInt16 = 12
-    static let aaaa: UInt16 = 28
-    static let opt: UInt16 = 41
-    static let https: UInt16 = 65
-    static let any: UInt16 = 255
-    static let classIN: UInt16 = 1
+public enum DNSType {
+    public static let a: UInt16 = 1
+    public static let cname: UInt16 = 5
+    public static let soa: UInt16 = 6
+    public static let ptr: UInt16 = 12
+    public static let aaaa: UInt16 = 28
+    public static let opt: UInt16 = 41
+    public static let https: UInt16 = 65
+    public static let any: UInt16 = 255
+    public static let classIN: UInt16 = 1
 }
 
-enum DNSRcode {
-    static let noError: UInt16 = 0
-    static let formErr: UInt16 = 1
-    static let servFail: UInt16 = 2
-    static let nxDomain: UInt16 = 3
-    static let notImp: UInt16 = 4
-    static let refused: UInt16 = 5
+public enum DNSRcode {
+    public static let noError: UInt16 = 0
+    public static let formErr: UInt16 = 1
+    public static let servFail: UInt16 = 2
+    public static let nxDomain: UInt16 = 3
+    public static let notImp: UInt16 = 4
+    public static let refused: UInt16 = 5
 }
 
-struct DNSWireError: Error, Hashable, CustomStringConvertible {
-    let reason: String
+public struct DNSWireError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let reason: String
     init(_ reason: String) { self.reason = reason }
-    var description: String { "malformed DNS message: \(reason)" }
+    public var description: String { "malformed DNS message: \(reason)" }
 }
 
 /// A domain name as labels of raw bytes (the wire allows any byte).
-struct DNSName: Hashable, CustomStringConvertible {
-    var labels: [[UInt8]]
+public struct DNSName: Hashable, Sendable, CustomStringConvertible {
+    public var labels: [[UInt8]]
 
-    init(labels: [[UInt8]]) { self.labels = labels }
+    public init(labels: [[UInt8]]) { self.labels = labels }
 
     /// From dotted text; nil if a label is empty or too long or the name is too long.
-    init?(_ text: String) {
+    public init?(_ text: String) {
         var t = Array(text.utf8)
         if t.last == 0x2E { t.removeLast() }
         if t.isEmpty { self.labels = []; return }
@@ -48,16 +46,16 @@ struct DNSName: Hashable, CustomStringConvertible {
         guard wireLength <= 255 else { return nil }
     }
 
-    var wireLength: Int { labels.reduce(1) { $0 + 1 + $1.count } }
+    public var wireLength: Int { labels.reduce(1) { $0 + 1 + $1.count } }
 
     /// Lower-cased ASCII for comparisons (DNS names compare case-insensitively).
-    var lowercased: DNSName {
+    public var lowercased: DNSName {
         DNSName(labels: labels.map { $0.map { ($0 >= 0x41 && $0 <= 0x5A) ? $0 + 0x20 : $0 } })
     }
 
     /// Dotted text if every byte is a printable ASCII character other than
     /// "." (so the text round-trips); nil otherwise.
-    var text: String? {
+    public var text: String? {
         var out: [UInt8] = []
         for (i, l) in labels.enumerated() {
             if i > 0 { out.append(0x2E) }
@@ -69,9 +67,9 @@ struct DNSName: Hashable, CustomStringConvertible {
         return String(decoding: out, as: UTF8.self)
     }
 
-    var description: String { text ?? "<binary name>" }
+    public var description: String { text ?? "<binary name>" }
 
-    func encode(into out: inout [UInt8]) {
+    public func encode(into out: inout [UInt8]) {
         for l in labels {
             out.append(UInt8(l.count))
             out += l
@@ -80,28 +78,42 @@ struct DNSName: Hashable, CustomStringConvertible {
     }
 }
 
-struct DNSQuestion: Hashable {
-    var name: DNSName
-    var type: UInt16
-    var klass: UInt16 = DNSType.classIN
+public struct DNSQuestion: Hashable, Sendable {
+    public var name: DNSName
+    public var type: UInt16
+    public var klass: UInt16
+
+    public init(name: DNSName, type: UInt16, klass: UInt16 = DNSType.classIN) {
+        self.name = name
+        self.type = type
+        self.klass = klass
+    }
 }
 
-struct DNSRecord: Hashable {
-    var name: DNSName
-    var type: UInt16
-    var klass: UInt16 = DNSType.classIN
-    var ttl: UInt32
+public struct DNSRecord: Hashable, Sendable {
+    public var name: DNSName
+    public var type: UInt16
+    public var klass: UInt16
+    public var ttl: UInt32
     /// For CNAME records the target is decompressed and stored uncompressed
     /// here, so a decoded record re-encodes correctly.
-    var rdata: [UInt8]
+    public var rdata: [UInt8]
 
-    var cnameTarget: DNSName? {
+    public init(name: DNSName, type: UInt16, klass: UInt16 = DNSType.classIN, ttl: UInt32, rdata: [UInt8]) {
+        self.name = name
+        self.type = type
+        self.klass = klass
+        self.ttl = ttl
+        self.rdata = rdata
+    }
+
+    public var cnameTarget: DNSName? {
         guard type == DNSType.cname else { return nil }
         var r = DNSReader(rdata)
         return try? r.readName()
     }
 
-    var address: IPAddress? {
+    public var address: IPAddress? {
         switch type {
         case DNSType.a where rdata.count == 4, DNSType.aaaa where rdata.count == 16:
             return IPAddress(bytes: rdata)
@@ -110,45 +122,55 @@ struct DNSRecord: Hashable {
         }
     }
 
-    static func a(_ name: DNSName, _ v4: UInt32, ttl: UInt32) -> DNSRecord {
+    public static func a(_ name: DNSName, _ v4: UInt32, ttl: UInt32) -> DNSRecord {
         DNSRecord(name: name, type: DNSType.a, ttl: ttl, rdata: IPAddress.v4(v4).bytes)
     }
 
-    static func aaaa(_ name: DNSName, _ v6: UInt128, ttl: UInt32) -> DNSRecord {
+    public static func aaaa(_ name: DNSName, _ v6: UInt128, ttl: UInt32) -> DNSRecord {
         DNSRecord(name: name, type: DNSType.aaaa, ttl: ttl, rdata: IPAddress.v6(v6).bytes)
     }
 
-    static func cname(_ name: DNSName, _ target: DNSName, ttl: UInt32) -> DNSRecord {
+    public static func cname(_ name: DNSName, _ target: DNSName, ttl: UInt32) -> DNSRecord {
         var rd: [UInt8] = []
         target.encode(into: &rd)
         return DNSRecord(name: name, type: DNSType.cname, ttl: ttl, rdata: rd)
     }
 }
 
-struct DNSMessage: Hashable {
-    var id: UInt16
-    var flags: UInt16
-    var questions: [DNSQuestion] = []
-    var answers: [DNSRecord] = []
-    var authorities: [DNSRecord] = []
-    var additionals: [DNSRecord] = []
+public struct DNSMessage: Hashable, Sendable {
+    public var id: UInt16
+    public var flags: UInt16
+    public var questions: [DNSQuestion]
+    public var answers: [DNSRecord]
+    public var authorities: [DNSRecord]
+    public var additionals: [DNSRecord]
 
-    static let qrBit: UInt16 = 0x8000
-    static let aaBit: UInt16 = 0x0400
-    static let tcBit: UInt16 = 0x0200
-    static let rdBit: UInt16 = 0x0100
-    static let raBit: UInt16 = 0x0080
+    public init(id: UInt16, flags: UInt16, questions: [DNSQuestion] = [], answers: [DNSRecord] = [],
+                authorities: [DNSRecord] = [], additionals: [DNSRecord] = []) {
+        self.id = id
+        self.flags = flags
+        self.questions = questions
+        self.answers = answers
+        self.authorities = authorities
+        self.additionals = additionals
+    }
 
-    var isResponse: Bool { flags & DNSMessage.qrBit != 0 }
-    var opcode: UInt16 { (flags >> 11) & 0xF }
-    var isTruncated: Bool { flags & DNSMessage.tcBit != 0 }
-    var rcode: UInt16 { flags & 0xF }
+    public static let qrBit: UInt16 = 0x8000
+    public static let aaBit: UInt16 = 0x0400
+    public static let tcBit: UInt16 = 0x0200
+    public static let rdBit: UInt16 = 0x0100
+    public static let raBit: UInt16 = 0x0080
 
-    static func query(id: UInt16, name: DNSName, type: UInt16) -> DNSMessage {
+    public var isResponse: Bool { flags & DNSMessage.qrBit != 0 }
+    public var opcode: UInt16 { (flags >> 11) & 0xF }
+    public var isTruncated: Bool { flags & DNSMessage.tcBit != 0 }
+    public var rcode: UInt16 { flags & 0xF }
+
+    public static func query(id: UInt16, name: DNSName, type: UInt16) -> DNSMessage {
         DNSMessage(id: id, flags: rdBit, questions: [DNSQuestion(name: name, type: type)])
     }
 
-    func encode() -> [UInt8] {
+    public func encode() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(64)
         func u16(_ v: UInt16) { out.append(UInt8(v >> 8)); out.append(UInt8(v & 0xFF)) }
@@ -175,7 +197,7 @@ struct DNSMessage: Hashable {
         return out
     }
 
-    static func decode(_ bytes: [UInt8]) throws(DNSWireError) -> DNSMessage {
+    public static func decode(_ bytes: [UInt8]) throws(DNSWireError) -> DNSMessage {
         var r = DNSReader(bytes)
         let id = try r.u16()
         let flags = try r.u16()
@@ -194,7 +216,7 @@ struct DNSMessage: Hashable {
     }
 
     /// Just the ID and flags, so even an undecodable query can get FORMERR.
-    static func decodeHeader(_ bytes: [UInt8]) -> (id: UInt16, flags: UInt16)? {
+    public static func decodeHeader(_ bytes: [UInt8]) -> (id: UInt16, flags: UInt16)? {
         guard bytes.count >= 12 else { return nil }
         return (UInt16(bytes[0]) << 8 | UInt16(bytes[1]), UInt16(bytes[2]) << 8 | UInt16(bytes[3]))
     }
@@ -297,7 +319,7 @@ struct DNSReader {
 extension DNSMessage {
     /// Addresses of type `type` for `name`, following CNAME chains inside the
     /// answer section (a recursive resolver returns the whole chain).
-    func addresses(for name: DNSName, type: UInt16) -> [IPAddress] {
+    public func addresses(for name: DNSName, type: UInt16) -> [IPAddress] {
         var names: Set<DNSName> = [name.lowercased]
         for _ in 0..<16 {
             var grew = false
