@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailStore
 import ClawjailSystem
@@ -241,7 +238,7 @@ public enum AuditTools {
     static func openExportFile(_ path: String) throws(ClawjailError) -> OpenedFile {
         let fd: FD
         do {
-            fd = try FileSystem.open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o600)
+            fd = try FileSystem.open(path, [.readWrite, .append, .create, .noFollow], mode: 0o600)
         } catch {
             throw ClawjailError(.setup, "cannot open \(path) for appending", hint: error == .ELOOP ? "it is a symlink; name the file itself" : nil,
                                 cause: error)
@@ -253,8 +250,8 @@ public enum AuditTools {
                 fd.close()
                 throw ClawjailError(.usage, "\(path) is not a regular file")
             }
-            if st.uid == geteuid() && st.permissions & 0o077 != 0 {
-                _ = try syscallRetrying { fchmod(fd.rawValue, 0o600) }
+            if st.uid == ProcessInfoLite.effectiveUserID && st.permissions & 0o077 != 0 {
+                try fd.setMode(0o600)
                 notices.append("changed the permissions of \(path) from \(String(st.permissions, radix: 8)) to 600")
             }
             var last: (Int64, String)?
@@ -262,7 +259,7 @@ public enum AuditTools {
             if st.size > 0 {
                 let tailSize = Int(min(st.size, 4 << 20))
                 var buf = [UInt8](repeating: 0, count: tailSize)
-                let n = buf.withUnsafeMutableBytes { pread(fd.rawValue, $0.baseAddress, tailSize, off_t(st.size - Int64(tailSize))) }
+                let n = try fd.read(into: &buf, at: st.size - Int64(tailSize))
                 if n != tailSize { throw Errno.current }
                 needsNewline = buf.last != 0x0a
                 // The end of the last complete line (its newline included).
@@ -325,14 +322,14 @@ struct BufferedSink: ExportSink {
     mutating func flush() throws {
         defer { pending.removeAll(keepingCapacity: true) }
         do { try fd.writeAll(pending) } catch {
-            if error.rawValue == EPIPE { throw SinkClosed() }
+            if error == .EPIPE { throw SinkClosed() }
             throw ClawjailError(.setup, "cannot write the export", cause: error)
         }
     }
 
     mutating func finish() throws {
         try flush()
-        if syncOnFinish { _ = fsync(fd.rawValue) }
+        if syncOnFinish { try? fd.sync() }
     }
 
     func close() { if owned { fd.close() } }
@@ -343,41 +340,29 @@ struct SyslogSink: ExportSink {
     let fd: FD
     let socketPath: String
     let hostname: String
-    let pid = getpid()
+    let pid = ProcessInfoLite.pid
 
     init(socketPath: String) throws(ClawjailError) {
         self.socketPath = socketPath
         guard socketPath.utf8.count < 108 else { throw ClawjailError(.usage, "the syslog socket path is too long: \(socketPath)") }
         let fd: FD
         do {
-            fd = FD(try syscallRetrying { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+            fd = try Sockets.unixDatagramSocket()
         } catch {
             throw ClawjailError(.setup, "cannot create a datagram socket", cause: error)
         }
-        var sa = sockaddr_un()
-        sa.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &sa.sun_path) { buf in
-            for (i, b) in socketPath.utf8.enumerated() { buf[i] = b }
-        }
         do {
-            _ = try syscallRetrying {
-                withUnsafePointer(to: &sa) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                }
-            }
+            try Sockets.connect(fd, unixPath: socketPath)
         } catch {
             fd.close()
             throw ClawjailError(.setup, "cannot connect to the syslog socket \(socketPath)",
-                                hint: error == .ENOENT || error.rawValue == ECONNREFUSED ? "no syslog daemon listens there; install rsyslog or use --output FILE" : nil,
+                                hint: error == .ENOENT || error == .ECONNREFUSED ? "no syslog daemon listens there; install rsyslog or use --output FILE" : nil,
                                 cause: error)
         }
         // A stuck syslog daemon must not hang the export for ever.
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        _ = setsockopt(fd.rawValue, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        try? Sockets.setSendTimeout(fd, seconds: 5)
         self.fd = fd
-        var name = [CChar](repeating: 0, count: 256)
-        gethostname(&name, name.count - 1)
-        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let host = ProcessInfoLite.hostName
         self.hostname = host.isEmpty ? "-" : String(host.unicodeScalars.filter { $0.value > 32 && $0.value < 127 }.map(Character.init))
     }
 
@@ -409,12 +394,12 @@ struct SyslogSink: ExportSink {
     mutating func write(line: String, event: JSONValue) throws {
         let bytes = Array(Self.message(line: line, event: event, hostname: hostname, pid: pid).utf8)
         do {
-            _ = try syscallRetrying { bytes.withUnsafeBytes { send(fd.rawValue, $0.baseAddress, $0.count, 0) } }
+            _ = try Sockets.send(fd, bytes)
         } catch {
             let hint: String?
-            switch error.rawValue {
-            case EMSGSIZE: hint = "the event is \(bytes.count) bytes, more than the socket takes; use --output FILE for this one"
-            case EAGAIN: hint = "syslog did not take a message for 5 s; is the daemon stuck?"
+            switch error {
+            case .EMSGSIZE: hint = "the event is \(bytes.count) bytes, more than the socket takes; use --output FILE for this one"
+            case .EAGAIN: hint = "syslog did not take a message for 5 s; is the daemon stuck?"
             default: hint = nil
             }
             throw ClawjailError(.setup, "cannot send event #\(event["seq"]?.intValue ?? 0) to \(socketPath)", hint: hint, cause: error)

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailPlan
@@ -128,7 +125,7 @@ struct Checker {
     let layout: HostLayout
     var findings: [Doctor.Finding] = []
     var kernelText = "?"
-    let isRoot = geteuid() == 0
+    let isRoot = ProcessInfoLite.effectiveUserID == 0
 
     init(layout: HostLayout) { self.layout = layout }
 
@@ -149,7 +146,7 @@ struct Checker {
         if isRoot {
             add("privileges", "privileges", .ok, "running as root (clawjail supervisors must)")
         } else {
-            add("privileges", "privileges", .warning, "running as uid \(geteuid()): root-owned state cannot be checked completely",
+            add("privileges", "privileges", .warning, "running as uid \(ProcessInfoLite.effectiveUserID): root-owned state cannot be checked completely",
                 fix: "run `sudo clawjail doctor`")
         }
     }
@@ -236,9 +233,7 @@ struct Checker {
     mutating func overlayfs() {
         let known = ((try? FileSystem.readText("/proc/filesystems")) ?? "").split(separator: "\n")
             .contains { $0.split(whereSeparator: { $0 == "\t" || $0 == " " }).last == "overlay" }
-        var uts = utsname()
-        _ = uname(&uts)
-        let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let release = ProcessInfoLite.kernelRelease
         if known {
             add("overlayfs", "kernel", .ok, "overlayfs is available (each jail's /etc is a read-only overlay over the host's)")
         } else if FileSystem.exists("/lib/modules/\(release)/kernel/fs/overlayfs") {
@@ -283,10 +278,10 @@ struct Checker {
     static func chmodRepair(_ path: String, to mode: UInt32) -> () throws(ClawjailError) -> String {
         { () throws(ClawjailError) -> String in
             do {
-                let fd = try FileSystem.open(path, O_PATH | O_NOFOLLOW)
+                let fd = try FileSystem.open(path, [.path, .noFollow])
                 defer { fd.close() }
                 let st = try FileSystem.stat(fd)
-                guard !st.isSymlink, st.uid == geteuid() || st.uid >= IdRanges.base else { throw Errno.EPERM }
+                guard !st.isSymlink, st.uid == ProcessInfoLite.effectiveUserID || st.uid >= IdRanges.base else { throw Errno.EPERM }
                 try FileSystem.chmod(fd, mode_t(mode))
                 return "\(path): mode \(octal(st.permissions)) -> \(octal(mode))"
             } catch {
@@ -305,9 +300,9 @@ struct Checker {
                 fix: "check its target by hand")
             return true
         }
-        if st.uid != geteuid() {
-            add(id, area, .critical, "\(path) (\(what)) belongs to uid \(st.uid), not to uid \(geteuid()) that runs clawjail",
-                fix: "chown \(geteuid()) \(path)")
+        if st.uid != ProcessInfoLite.effectiveUserID {
+            add(id, area, .critical, "\(path) (\(what)) belongs to uid \(st.uid), not to uid \(ProcessInfoLite.effectiveUserID) that runs clawjail",
+                fix: "chown \(ProcessInfoLite.effectiveUserID) \(path)")
             return true
         }
         let extra = st.permissions & ~wanted & 0o7777
@@ -344,7 +339,7 @@ struct Checker {
             walkSnapshots(snapshots, depth: 0)
         }
         if findings.count == before {
-            add("state", "state", .ok, "\(dir): 0700, database and snapshots private to uid \(geteuid())")
+            add("state", "state", .ok, "\(dir): 0700, database and snapshots private to uid \(ProcessInfoLite.effectiveUserID)")
         }
     }
 
@@ -399,10 +394,10 @@ struct Checker {
         for n in ((try? FileSystem.listDirectory(dir)) ?? []).sorted().prefix(1000) {
             let p = dir + "/" + n
             guard let st = Self.inspect(p), !st.isSymlink else { continue }
-            if st.uid != geteuid() || st.permissions & 0o022 != 0 {
+            if st.uid != ProcessInfoLite.effectiveUserID || st.permissions & 0o022 != 0 {
                 add("seccomp.cache", "seccomp", .critical,
                     "\(p) (a compiled seccomp filter) is uid \(st.uid), mode \(Self.octal(st.permissions)): someone else could weaken a jail's filter",
-                    fix: "remove it; clawjail compiles it again", repair: st.uid == geteuid() ? Self.chmodRepair(p, to: 0o600) : nil)
+                    fix: "remove it; clawjail compiles it again", repair: st.uid == ProcessInfoLite.effectiveUserID ? Self.chmodRepair(p, to: 0o600) : nil)
             }
         }
         if findings.count == before { add("seccomp.cache", "seccomp", .ok, "\(dir): 0700, filters private") }
@@ -452,7 +447,7 @@ struct Checker {
             add("agent.\(a.name).config", area, .info, "its config \(a.configPath) is gone (registered by an earlier run)")
             return
         }
-        if st.uid != geteuid() && st.uid != 0 {
+        if st.uid != ProcessInfoLite.effectiveUserID && st.uid != 0 {
             add("agent.\(a.name).config", area, .critical,
                 "\(a.configPath) belongs to uid \(st.uid): whoever can write it decides what the jail mounts",
                 fix: "chown root \(a.configPath)")
@@ -462,7 +457,7 @@ struct Checker {
                 fix: "chmod go-w \(a.configPath)", repair: Self.chmodRepair(a.configPath, to: st.permissions & ~0o022))
         }
         let dir = Paths.dirname(a.configPath)
-        if let d = try? FileSystem.stat(dir, followSymlinks: true), d.permissions & 0o022 != 0, d.mode & S_ISVTX == 0 {
+        if let d = try? FileSystem.stat(dir, followSymlinks: true), d.permissions & 0o022 != 0, !d.isSticky {
             add("agent.\(a.name).configdir", area, .critical,
                 "\(dir), which holds its config, is mode \(Self.octal(d.permissions)): other users can replace the config",
                 fix: "move the config to /etc/clawjail (0755, root)")

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailSystem
 import ClawjailRuntime
 
@@ -96,9 +93,7 @@ public enum KernelAdvisories {
     }
 
     public static func running() -> Identification {
-        var u = utsname()
-        uname(&u)
-        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let release = ProcessInfoLite.kernelRelease
         let procVersion = (try? FileSystem.readText("/proc/version", limit: 4096)) ?? ""
         let signature = try? FileSystem.readText("/proc/version_signature", limit: 4096)
         return identify(release: release, procVersion: procVersion, signature: signature.map { String($0.trimming("\n ")) })

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailSystem
 import ClawjailRuntime

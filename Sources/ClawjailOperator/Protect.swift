@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailStore
 import ClawjailSystem
@@ -45,7 +42,7 @@ public enum Protect {
     /// <state>/snapshots/<agent>, created 0700 (as is <state>/snapshots).
     static func agentDirectory(_ name: String, layout: HostLayout) throws(ClawjailError) -> FD {
         let state: FD
-        do { state = try FileSystem.open(layout.stateDirectory, O_RDONLY | O_DIRECTORY) } catch {
+        do { state = try FileSystem.open(layout.stateDirectory, [.readOnly, .directory]) } catch {
             throw ClawjailError(.state, "cannot open the state directory \(layout.stateDirectory)", cause: error)
         }
         defer { state.close() }
@@ -62,8 +59,8 @@ public enum Protect {
     /// Serialises snapshot, prune and restore of one agent.
     static func lockAgentDirectory(_ dir: FD) throws(ClawjailError) -> FD {
         do {
-            let fd = try FileSystem.open(".lock", O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600, at: dir)
-            _ = try syscallRetrying { flock(fd.rawValue, LOCK_EX) }
+            let fd = try FileSystem.open(".lock", [.readWrite, .create, .noFollow], mode: 0o600, at: dir)
+            try fd.lock(.exclusive)
             return fd
         } catch {
             throw ClawjailError(.state, "cannot lock the snapshot directory", cause: error)
@@ -112,13 +109,13 @@ public enum Protect {
         let nodes = try ProtectTree.scan(workspace: ws, entries: ctx.entries) { (rel, source, _) throws(ClawjailError) in
             do {
                 let parent = Paths.dirname(rel)
-                let dir = parent == "." ? try FileSystem.open(".", O_RDONLY | O_DIRECTORY, at: files)
+                let dir = parent == "." ? try FileSystem.open(".", [.readOnly, .directory], at: files)
                     : try ProtectTree.openChain(parent, at: files) { _ in (0o700, nil, nil) }
                 defer { dir.close() }
-                let copy = try FileSystem.open(Paths.basename(rel), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, at: dir)
+                let copy = try FileSystem.open(Paths.basename(rel), [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600, at: dir)
                 defer { copy.close() }
                 let h = try ProtectTree.hash(source, copy: copy)
-                _ = fsync(copy.rawValue)
+                try? copy.sync()
                 return h.sha256
             } catch {
                 throw ClawjailError(.state, "cannot copy \(OperatorText.safeLine(rel)) into the snapshot", cause: error)
@@ -138,12 +135,12 @@ public enum Protect {
         }
         let meta = metaJSON(ctx: ctx, nodes: nodes)
         do {
-            let tmp = try FileSystem.open(tmpName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: agentDir)
+            let tmp = try FileSystem.open(tmpName, [.readOnly, .directory, .noFollow], at: agentDir)
             defer { tmp.close() }
-            let f = try FileSystem.open("meta.json", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, at: tmp)
+            let f = try FileSystem.open("meta.json", [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600, at: tmp)
             defer { f.close() }
             try f.writeAll(OperatorText.json(meta))
-            _ = fsync(f.rawValue)
+            try? f.sync()
         } catch {
             throw ClawjailError(.state, "cannot write the snapshot's meta.json", cause: error)
         }
@@ -152,9 +149,9 @@ public enum Protect {
             throw StoreAccess.wrap(error, "recording the snapshot of \(name)")
         }
         do {
-            _ = try syscallRetrying { renameat(agentDir.rawValue, tmpName, agentDir.rawValue, String(result.id)) }
+            try FileSystem.rename(tmpName, String(result.id), at: agentDir)
             cleanup = false
-            _ = fsync(agentDir.rawValue)
+            try? agentDir.sync()
         } catch {
             throw ClawjailError(.state, "snapshot \(result.id) is recorded but its files could not be put in place", cause: error)
         }
@@ -284,7 +281,7 @@ public enum Protect {
         let current = try ProtectTree.scan(workspace: ws, entries: ctx.entries) { (_, fd, _) throws(ClawjailError) in
             do { return try ProtectTree.hash(fd).sha256 } catch { throw ClawjailError(.setup, "cannot read a protected file", cause: error) }
         }
-        let copies = try? FileSystem.open("\(layout.stateDirectory)/snapshots/\(name)/\(snap.id)/files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        let copies = try? FileSystem.open("\(layout.stateDirectory)/snapshots/\(name)/\(snap.id)/files", [.readOnly, .directory, .noFollow])
         defer { copies?.close() }
 
         let old = Dictionary(uniqueKeysWithValues: snap.files.map { ($0.path, $0) })
@@ -389,8 +386,8 @@ public enum Protect {
             throw ClawjailError(.conflict, "agent \(name) is running\(pid); its protected files are restored only while it is stopped",
                                 hint: "`clawjail stop \(name)` first")
         }
-        _ = ftruncate(lock.fd.rawValue, 0)
-        _ = try? lock.fd.writeAll("\(getpid()) restore \(ProcessInfoLite.wallClockMilliseconds)\n")
+        try? lock.fd.truncate(to: 0)
+        _ = try? lock.fd.writeAll("\(ProcessInfoLite.pid) restore \(ProcessInfoLite.wallClockMilliseconds)\n")
         defer { JailRegistry.release(lock, name: name, layout: layout) }
         let tools = ((try? store.runningRuns()) ?? []).filter { $0.agent == name && $0.supervisorIsAlive }
         if let t = tools.first {
@@ -405,8 +402,8 @@ public enum Protect {
         let snapDir: FD
         let copies: FD
         do {
-            snapDir = try FileSystem.open(String(snap.id), O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: agentDir)
-            copies = try FileSystem.open("files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: snapDir)
+            snapDir = try FileSystem.open(String(snap.id), [.readOnly, .directory, .noFollow], at: agentDir)
+            copies = try FileSystem.open("files", [.readOnly, .directory, .noFollow], at: snapDir)
         } catch {
             throw ClawjailError(.state, "the files of snapshot \(snap.id) are missing from \(layout.stateDirectory)/snapshots/\(name)", cause: error)
         }
@@ -421,7 +418,7 @@ public enum Protect {
         for f in snap.files {
             let ok: Bool
             do {
-                let fd = try FileSystem.openat2(f.path, O_RDONLY, resolve: ProtectTree.resolve, at: copies)
+                let fd = try FileSystem.openat2(f.path, .readOnly, resolve: ProtectTree.resolve, at: copies)
                 defer { fd.close() }
                 ok = try ProtectTree.hash(fd).sha256 == f.sha256
             } catch {
@@ -475,7 +472,7 @@ public enum Protect {
         _ = try? store.append(AuditEventInput(agent: name, kind: "protect.restore", payload: [
             "snapshot_id": .int(snap.id), "total_hash": .string(snap.totalHash),
             "restored": .array(report.restored.map { .string($0) }), "removed": .array(report.removed.map { .string($0) }),
-            "problems": .array(report.problems.map { .string($0) }), "by_uid": .int(Int64(getuid())),
+            "problems": .array(report.problems.map { .string($0) }), "by_uid": .int(Int64(ProcessInfoLite.userID)),
         ]))
         return report
     }
@@ -484,7 +481,7 @@ public enum Protect {
     /// with the snapshot's modes and owners.
     static func parentDirectory(_ rel: String, ws: FD, create: [String: JSONValue]?) throws(Errno) -> FD {
         let parent = Paths.dirname(rel)
-        if parent == "." { return try FileSystem.open(".", O_RDONLY | O_DIRECTORY, at: ws) }
+        if parent == "." { return try FileSystem.open(".", [.readOnly, .directory], at: ws) }
         return try ProtectTree.openChain(parent, at: ws) { prefix in
             guard let create else { return nil }
             let m = create[prefix]
@@ -500,22 +497,22 @@ public enum Protect {
         defer { dir.close() }
         let name = Paths.basename(f.path)
         let tmp = ".\(name).clawjail-restore-\(ToolRun.newRunID())"
-        let source = try FileSystem.openat2(f.path, O_RDONLY, resolve: ProtectTree.resolve, at: copies)
+        let source = try FileSystem.openat2(f.path, .readOnly, resolve: ProtectTree.resolve, at: copies)
         defer { source.close() }
-        let out = try FileSystem.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, at: dir)
+        let out = try FileSystem.open(tmp, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o600, at: dir)
         do throws(Errno) {
             let h = try ProtectTree.hash(source, copy: out)
             guard h.sha256 == f.sha256 else { throw Errno.EINVAL }
-            _ = try syscallRetrying { fsync(out.rawValue) }
+            try out.sync()
             // The owner of the file it replaces, else the one recorded; never set-id bits.
             let uid = existing?.type == .file ? existing?.uid : meta?["uid"]?.intValue.map { UInt32($0) }
             let gid = existing?.type == .file ? existing?.gid : meta?["gid"]?.intValue.map { UInt32($0) }
-            if let uid, let gid { _ = try syscallRetrying { fchown(out.rawValue, uid, gid) } }
+            if let uid, let gid { try FileSystem.chown(out, uid: uid, gid: gid) }
             let mode = mode_t(meta?["mode"]?.intValue ?? 0o644) & 0o777
-            _ = try syscallRetrying { fchmod(out.rawValue, mode) }
+            try out.setMode(mode)
             out.close()
-            _ = try syscallRetrying { renameat(dir.rawValue, tmp, dir.rawValue, name) }
-            _ = fsync(dir.rawValue)
+            try FileSystem.rename(tmp, name, at: dir)
+            try? dir.sync()
         } catch {
             out.close()
             try? FileSystem.unlink(tmp, at: dir)

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailStore
@@ -66,7 +63,7 @@ public enum StopJail {
         let run = ((try? store?.runningRuns()) ?? []).first { $0.supervisorPid == entry.supervisorPid && $0.supervisorIsAlive }
 
         let start = ProcessInfoLite.monotonicNanoseconds
-        do { try pidfd.signal(SIGTERM) } catch where error == .ESRCH {
+        do { try pidfd.signal(.terminate) } catch where error == .ESRCH {
             // Exited between the check and the signal: it is stopped.
         } catch {
             throw ClawjailError(.permission, "cannot signal the supervisor of \(name) (pid \(entry.supervisorPid))", cause: error)
@@ -75,7 +72,7 @@ public enum StopJail {
         var exited = wait(pidfd, ms: graceMs + marginMs / 3)
         if !exited {
             how = .sigtermTwice
-            try? pidfd.signal(SIGTERM)
+            try? pidfd.signal(.terminate)
             exited = wait(pidfd, ms: marginMs)
         }
         if !exited {
@@ -98,10 +95,14 @@ public enum StopJail {
         while true {
             let now = ProcessInfoLite.monotonicNanoseconds
             if now >= deadline { return false }
-            var p = pollfd(fd: pidfd.fd.rawValue, events: Int16(POLLIN), revents: 0)
-            let n = poll(&p, 1, Int32(min((deadline - now) / 1_000_000 + 1, 1000)))
-            if n > 0 { return true }
-            if n < 0 && errno != EINTR { return false }
+            var p = [Poll.Entry(fd: pidfd.fd, events: .readable)]
+            do {
+                if try Poll.waitOnce(&p, timeoutMs: Int32(min((deadline - now) / 1_000_000 + 1, 1000))) > 0 { return true }
+            } catch where error == .EINTR {
+                // The deadline is checked again before the next wait.
+            } catch {
+                return false
+            }
         }
     }
 
@@ -109,7 +110,7 @@ public enum StopJail {
         guard let store else { return }
         var payload: [String: JSONValue] = [
             "jail": .string(r.name), "supervisor_pid": .int(Int64(r.supervisorPid)), "how": .string(r.how.rawValue),
-            "grace_ms": .int(Int64(graceMs)), "elapsed_ms": .int(r.elapsedMs), "by_uid": .int(Int64(getuid())),
+            "grace_ms": .int(Int64(graceMs)), "elapsed_ms": .int(r.elapsedMs), "by_uid": .int(Int64(ProcessInfoLite.userID)),
             "supervisor_exited": .bool(r.supervisorExited),
         ]
         if let run = r.run { payload["run_id"] = .int(run.id.rawValue) }

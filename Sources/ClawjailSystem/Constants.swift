@@ -36,6 +36,7 @@ public struct OpenFlags: OptionSet, Sendable, Hashable {
     public static let closeOnExec = OpenFlags(rawValue: O_CLOEXEC)
     public static let noControllingTerminal = OpenFlags(rawValue: O_NOCTTY)
     public static let path = OpenFlags(rawValue: O_PATH)
+    public static let append = OpenFlags(rawValue: O_APPEND)
 }
 
 /// A signal number, for the calls that send one.
@@ -49,6 +50,10 @@ public struct Signal: RawRepresentable, Sendable, Hashable, CustomStringConverti
     public static let terminate = Signal(rawValue: SIGTERM)
     public static let pipe = Signal(rawValue: SIGPIPE)
     public static let child = Signal(rawValue: SIGCHLD)
+    public static let quit = Signal(rawValue: SIGQUIT)
+    public static let user1 = Signal(rawValue: SIGUSR1)
+    public static let user2 = Signal(rawValue: SIGUSR2)
+    public static let windowChange = Signal(rawValue: SIGWINCH)
 
     /// "SIGKILL"
     public var description: String { signalName(rawValue) }

@@ -38,6 +38,9 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public static let ETIMEDOUT = Errno(rawValue: Glibc.ETIMEDOUT)
     public static let EINPROGRESS = Errno(rawValue: Glibc.EINPROGRESS)
     public static let EDQUOT = Errno(rawValue: Glibc.EDQUOT)
+    public static let EPIPE = Errno(rawValue: Glibc.EPIPE)
+    public static let EMSGSIZE = Errno(rawValue: Glibc.EMSGSIZE)
+    public static let ECONNREFUSED = Errno(rawValue: Glibc.ECONNREFUSED)
 
     /// "EINVAL", or "errno 1234" for numbers this table does not know.
     public var name: String { Errno.names[rawValue] ?? "errno \(rawValue)" }

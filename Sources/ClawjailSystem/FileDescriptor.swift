@@ -118,6 +118,8 @@ public struct Stat: Sendable {
     public var isSymlink: Bool { mode & S_IFMT == S_IFLNK }
     public var isSocket: Bool { mode & S_IFMT == S_IFSOCK }
     public var permissions: UInt32 { mode & 0o7777 }
+    /// The sticky bit: in a directory, only an entry's owner may remove or rename it.
+    public var isSticky: Bool { mode & S_ISVTX != 0 }
 }
 
 public func pipe(cloexec: Bool = true) throws(Errno) -> (read: FD, write: FD) {

@@ -15,6 +15,11 @@ extension FD {
         try syscallRetrying { Glibc.pread(rawValue, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
+    /// pread(2) into the start of `bytes`, at `offset`.
+    public func read(into bytes: inout [UInt8], at offset: Int64) throws(Errno) -> Int {
+        try syscallRetrying { bytes.withUnsafeMutableBytes { Glibc.pread(rawValue, $0.baseAddress, $0.count, off_t(offset)) } }
+    }
+
     /// pwrite(2): writes at `offset` without moving the file position (one call: the
     /// caller checks for a short write).
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(Errno) -> Int {
@@ -47,6 +52,12 @@ extension FD {
     /// lseek(2) to an absolute offset.
     public func seek(to offset: Int64) throws(Errno) {
         _ = try syscallRetrying { lseek(rawValue, off_t(offset), SEEK_SET) }
+    }
+
+    /// lseek(2) to the end of the file: the file's size.
+    @discardableResult
+    public func seekToEnd() throws(Errno) -> Int64 {
+        Int64(try syscallRetrying { lseek(rawValue, 0, SEEK_END) })
     }
 
     public enum LockKind: Sendable {
@@ -118,6 +129,15 @@ public enum Poll {
     public static func wait(_ entries: inout [Entry], timeoutMs: Int32) throws(Errno) -> Int {
         var fds = entries.map { pollfd(fd: $0.fd.rawValue, events: $0.events.rawValue, revents: 0) }
         let n = try syscallRetrying { poll(&fds, nfds_t(fds.count), timeoutMs) }
+        for i in entries.indices { entries[i].returned = Events(rawValue: fds[i].revents) }
+        return Int(n)
+    }
+
+    /// Like `wait`, but an EINTR is thrown instead of retried: for a loop that works
+    /// out its timeout from deadlines again each time round.
+    public static func waitOnce(_ entries: inout [Entry], timeoutMs: Int32) throws(Errno) -> Int {
+        var fds = entries.map { pollfd(fd: $0.fd.rawValue, events: $0.events.rawValue, revents: 0) }
+        let n = try syscallOnce { poll(&fds, nfds_t(fds.count), timeoutMs) }
         for i in entries.indices { entries[i].returned = Events(rawValue: fds[i].revents) }
         return Int(n)
     }

@@ -25,10 +25,18 @@ public enum FileSystem {
         FD(try syscallRetrying { cj_sys_openat2(dir.rawValue, path, UInt64(flags | O_CLOEXEC), mode, resolve) })
     }
 
+    public static func openat2(_ path: String, _ flags: OpenFlags, mode: UInt64 = 0, resolve: UInt64, at dir: FD = .cwd) throws(Errno) -> FD {
+        try openat2(path, flags.rawValue, mode: mode, resolve: resolve, at: dir)
+    }
+
     /// Opens an absolute path component by component from "/", refusing every symlink
     /// on the way (an O_PATH fd). This is how config-controlled host paths are opened.
     public static func openNoSymlinks(_ absolutePath: String, _ flags: Int32 = O_PATH) throws(Errno) -> FD {
         try openat2(absolutePath, flags, resolve: resolveNoSymlinks | resolveNoMagiclinks)
+    }
+
+    public static func openNoSymlinks(_ absolutePath: String, _ flags: OpenFlags) throws(Errno) -> FD {
+        try openNoSymlinks(absolutePath, flags.rawValue)
     }
 
     public static func stat(_ path: String, at dir: FD = .cwd, followSymlinks: Bool = false) throws(Errno) -> Stat {
@@ -52,11 +60,14 @@ public enum FileSystem {
         _ = try syscallRetrying { mkdirat(dir.rawValue, path, mode) }
     }
 
-    /// mkdir that treats an existing entry as success.
-    public static func ensureDirectory(_ path: String, mode: mode_t = 0o755, at dir: FD = .cwd) throws(Errno) {
-        if mkdirat(dir.rawValue, path, mode) == 0 { return }
+    /// mkdir that treats an existing entry as success: true when it made the directory,
+    /// false when something was there already.
+    @discardableResult
+    public static func ensureDirectory(_ path: String, mode: mode_t = 0o755, at dir: FD = .cwd) throws(Errno) -> Bool {
+        if mkdirat(dir.rawValue, path, mode) == 0 { return true }
         let e = Errno.current
         if e != .EEXIST { throw e }
+        return false
     }
 
     /// mkdir -p for an absolute path; existing directories are fine. Returns the

@@ -117,6 +117,11 @@ public enum PosixThread {
     /// Lets go of a joinable thread: joins it, or detaches it when the caller is that
     /// thread itself (an owner whose last reference the thread dropped).
     public static func release(_ thread: pthread_t) {
-        if pthread_equal(thread, pthread_self()) != 0 { pthread_detach(thread) } else { pthread_join(thread, nil) }
+        if isCurrent(thread) { pthread_detach(thread) } else { pthread_join(thread, nil) }
+    }
+
+    /// Whether `thread` is the calling thread.
+    public static func isCurrent(_ thread: pthread_t) -> Bool {
+        pthread_equal(thread, pthread_self()) != 0
     }
 }

@@ -121,6 +121,23 @@ public enum ProcessInfoLite {
     /// The effective uid, which file ownership checks compare with.
     public static var effectiveUserID: uid_t { geteuid() }
 
+    /// The real uid: who ran the command, for the audit log.
+    public static var userID: uid_t { getuid() }
+
+    /// gethostname(2); empty when it fails.
+    public static var hostName: String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count - 1)
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The running kernel's release (uname -r); empty when uname fails.
+    public static var kernelRelease: String {
+        var uts = utsname()
+        _ = uname(&uts)
+        return withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
     public static var wallClockMilliseconds: Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -140,3 +140,41 @@ public enum Sockets {
     }
 }
 
+
+/// A client of a local datagram socket (the syslog export): created, connected and
+/// written in separate steps, so each failure names its step.
+extension Sockets {
+    /// socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC).
+    public static func unixDatagramSocket() throws(Errno) -> FD {
+        FD(try syscallRetrying { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+    }
+
+    /// connect(2) to the Unix socket at `path` (shorter than 108 bytes).
+    public static func connect(_ fd: FD, unixPath path: String) throws(Errno) {
+        guard path.utf8.count < 108 else { throw .ENAMETOOLONG }
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &sa.sun_path) { buf in
+            for (i, b) in path.utf8.enumerated() { buf[i] = b }
+        }
+        _ = try syscallRetrying {
+            withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+        }
+    }
+
+    /// SO_SNDTIMEO: a blocking send gives up with EAGAIN after `seconds`.
+    public static func setSendTimeout(_ fd: FD, seconds: Int) throws(Errno) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        _ = try syscallOnce { setsockopt(fd.rawValue, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) }
+    }
+
+    /// send(2) of all of `bytes` in one call, with no flags (EINTR retried): the
+    /// number sent.
+    public static func send(_ fd: FD, _ bytes: [UInt8]) throws(Errno) -> Int {
+        try syscallRetrying { bytes.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, 0) } }
+    }
+}

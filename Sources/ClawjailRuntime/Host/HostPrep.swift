@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailPlan
 import ClawjailSystem
@@ -13,7 +10,7 @@ enum HostPrep {
     /// symlinks anywhere on the path.
     static func openDirectory(_ path: String, create: Bool, mode: mode_t, what: String) throws(ClawjailError) -> FD {
         do {
-            let fd = try FileSystem.openNoSymlinks(path, O_PATH | O_DIRECTORY)
+            let fd = try FileSystem.openNoSymlinks(path, [.path, .directory])
             return fd
         } catch where error == .ENOENT && create {
             let old = FileSystem.umask(0o077)
@@ -60,7 +57,7 @@ enum HostPrep {
                                 hint: top.uid >= IdRanges.base ? "run the tool for that agent: clawjail exec --agent NAME ..." : "pass a scratch directory owned by root, or chown this one to root first")
         }
         do {
-            let dir = try FileSystem.open(fd.procPath, O_RDONLY | O_DIRECTORY)
+            let dir = try FileSystem.open(fd.procPath, [.readOnly, .directory])
             defer { dir.close() }
             try FileSystem.chown(fd, uid: uid, gid: gid)
             var budget = 2_000_000
@@ -82,7 +79,7 @@ enum HostPrep {
                 try FileSystem.chown(name, at: dir, uid: uid, gid: gid)
             }
             if st.isDirectory {
-                let sub = try FileSystem.open(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: dir)
+                let sub = try FileSystem.open(name, [.readOnly, .directory, .noFollow], at: dir)
                 defer { sub.close() }
                 try chownBelow(sub, device: device, uid: uid, gid: gid, depth: depth + 1, budget: &budget)
             }
@@ -98,7 +95,7 @@ enum HostPrep {
         var fixed: [String] = []
         do {
             try fixEntry(fd, display: path, isDirectory: true, uid: uid, gid: gid, problems: &problems, fixed: &fixed)
-            let dir = try FileSystem.open(fd.procPath, O_RDONLY | O_DIRECTORY)
+            let dir = try FileSystem.open(fd.procPath, [.readOnly, .directory])
             defer { dir.close() }
             try walkCredentials(dir, display: path, uid: uid, gid: gid, depth: 0, problems: &problems, fixed: &fixed)
         } catch {
@@ -127,7 +124,7 @@ enum HostPrep {
             let shown = display + "/" + name
             let entry: FD
             do {
-                entry = try FileSystem.open(name, O_PATH | O_NOFOLLOW, at: dir)
+                entry = try FileSystem.open(name, [.path, .noFollow], at: dir)
             } catch {
                 problems.append("\(shown): cannot open (\(error))")
                 continue
@@ -138,7 +135,7 @@ enum HostPrep {
                 problems.append("\(shown) is a symlink; put the file itself in the directory")
             } else if st.isDirectory {
                 try fixEntry(entry, display: shown, isDirectory: true, uid: uid, gid: gid, problems: &problems, fixed: &fixed)
-                let sub = try FileSystem.open(entry.procPath, O_RDONLY | O_DIRECTORY)
+                let sub = try FileSystem.open(entry.procPath, [.readOnly, .directory])
                 defer { sub.close() }
                 try walkCredentials(sub, display: shown, uid: uid, gid: gid, depth: depth + 1, problems: &problems, fixed: &fixed)
             } else if st.isRegular {
@@ -189,19 +186,17 @@ enum HostPrep {
             do {
                 // Walk down one component at a time, each opened beneath the last:
                 // mkdirat with a multi-component path would follow a planted symlink.
-                var current = try FileSystem.openat2(".", O_PATH | O_DIRECTORY, resolve: resolve, at: workspace)
+                var current = try FileSystem.openat2(".", [.path, .directory], resolve: resolve, at: workspace)
                 defer { current.close() }
                 let parent = Paths.dirname(relative)
                 if parent != "." {
                     for part in parent.split(separator: "/").map(String.init) {
-                        if mkdirat(current.rawValue, part, 0o755) == 0 {
+                        if try FileSystem.ensureDirectory(part, mode: 0o755, at: current) {
                             // A directory on the way belongs to the agent like the rest
                             // of its workspace; only the protected entry is root's.
                             try FileSystem.chown(part, at: current, uid: owner, gid: owner)
-                        } else if Errno.current != .EEXIST {
-                            throw Errno.current
                         }
-                        let next = try FileSystem.openat2(part, O_PATH | O_DIRECTORY, resolve: resolve, at: current)
+                        let next = try FileSystem.openat2(part, [.path, .directory], resolve: resolve, at: current)
                         current.close()
                         current = next
                     }
@@ -212,7 +207,7 @@ enum HostPrep {
                     // A pinned ancestor is an ordinary workspace directory: the agent's.
                     if pin { try FileSystem.chown(name, at: current, uid: owner, gid: owner) }
                 } else {
-                    let f = try FileSystem.open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644, at: current)
+                    let f = try FileSystem.open(name, [.writeOnly, .create, .exclusive, .noFollow], mode: 0o644, at: current)
                     f.close()
                 }
                 return try FileSystem.openat2(relative, O_PATH, resolve: resolve, at: workspace)

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CClawjailChild
 import CClawjailShims
 import ClawjailCore
@@ -93,7 +90,7 @@ final class ChildPlan {
 
     /// The filter's memfd is the child's once it is cloned.
     func closeLaunchFDs() {
-        if raw.pointee.bpf_fd >= 0 { _ = close(raw.pointee.bpf_fd) }
+        if raw.pointee.bpf_fd >= 0 { FD(raw.pointee.bpf_fd).close() }
         raw.pointee.bpf_fd = -1
     }
 
@@ -223,8 +220,14 @@ final class ChildPlan {
 }
 
 func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    defer { for p in pointers { free(p) } }
+    // Copies the caller owns (strdup without libc): NUL-terminated UTF-8.
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { s in
+        let bytes = s.utf8CString
+        let copy = UnsafeMutableBufferPointer<CChar>.allocate(capacity: bytes.count)
+        _ = copy.initialize(from: bytes)
+        return copy.baseAddress
+    }
+    defer { for p in pointers { p?.deallocate() } }
     pointers.append(nil)
     return pointers.withUnsafeBufferPointer { buf in
         body(UnsafeRawPointer(buf.baseAddress)?.assumingMemoryBound(to: UnsafePointer<CChar>?.self))

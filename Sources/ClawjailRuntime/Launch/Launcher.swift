@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CClawjailChild
 import CClawjailShims
 import ClawjailCgroup
@@ -88,7 +85,7 @@ public final class RunningJail {
     public func tearDown() throws(ClawjailError) {
         if finished { return }
         finished = true
-        try? initProcess.signal(SIGKILL)
+        try? initProcess.signal(.kill)
         _ = try? initProcess.tryWait()
         for h in hooks.reversed() { h.teardown() }
         defer {
@@ -123,7 +120,7 @@ struct PlacedCgroup: Sendable {
         var fds: [FD] = []
         if cgroup.cloneTarget == nil {
             for path in cgroup.selfJoinFiles.prefix(Int(8)) {
-                do { fds.append(try FileSystem.open(path, O_WRONLY)) } catch {
+                do { fds.append(try FileSystem.open(path, .writeOnly)) } catch {
                     for f in fds { f.close() }
                     try? cgroup.destroy()
                     throw ClawjailError(.cgroup, "cannot open \(path)", cause: error)
@@ -196,7 +193,7 @@ public enum Launcher {
 
         // The jail's init starts as a copy of this process: hand the heap's free pages
         // back first, so neither the init nor the long-lived supervisor keeps them.
-        _ = cj_malloc_trim()
+        ProcessMemory.trimHeap()
         var result = cj_spawn_result()
         let rc = cj_spawn(plan.raw, &result)
         Trace.mark("clone3 returned")
@@ -295,22 +292,22 @@ public enum Launcher {
 
     static func resource(_ r: LaunchPlan.Rlimit.Resource) -> Int32 {
         switch r {
-        case .core: return Int32(RLIMIT_CORE.rawValue)
-        case .nofile: return Int32(RLIMIT_NOFILE.rawValue)
-        case .nproc: return cj_rlimit_nproc()
-        case .fsize: return Int32(RLIMIT_FSIZE.rawValue)
+        case .core: return ResourceLimit.core
+        case .nofile: return ResourceLimit.openFiles
+        case .nproc: return ResourceLimit.processes
+        case .fsize: return ResourceLimit.fileSize
         }
     }
 
     static func signalNumber(_ name: String) -> Int32? {
         switch name {
-        case "SIGTERM": return SIGTERM
-        case "SIGINT": return SIGINT
-        case "SIGHUP": return SIGHUP
-        case "SIGQUIT": return SIGQUIT
-        case "SIGUSR1": return SIGUSR1
-        case "SIGUSR2": return SIGUSR2
-        case "SIGWINCH": return SIGWINCH
+        case "SIGTERM": return Signal.terminate.rawValue
+        case "SIGINT": return Signal.interrupt.rawValue
+        case "SIGHUP": return Signal.hangUp.rawValue
+        case "SIGQUIT": return Signal.quit.rawValue
+        case "SIGUSR1": return Signal.user1.rawValue
+        case "SIGUSR2": return Signal.user2.rawValue
+        case "SIGWINCH": return Signal.windowChange.rawValue
         default: return nil
         }
     }
@@ -331,7 +328,7 @@ public enum Launcher {
     static func writeIdMaps(pid: pid_t, ids: IdMap) throws(ClawjailError) {
         let line = "0 \(ids.base) \(ids.count)\n"
         do {
-            let dir = try FileSystem.open("/proc/\(pid)", O_PATH | O_DIRECTORY)
+            let dir = try FileSystem.open("/proc/\(pid)", [.path, .directory])
             defer { dir.close() }
             try FileSystem.writeControl("uid_map", line, at: dir)
             try FileSystem.writeControl("setgroups", "deny", at: dir)

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailPlan
 import ClawjailSystem
@@ -123,7 +120,7 @@ struct MountExecutor {
                 roots[rootPath] = root
             }
             do {
-                let fd = try FileSystem.open(name, O_PATH | O_NOFOLLOW, at: root)
+                let fd = try FileSystem.open(name, [.path, .noFollow], at: root)
                 defer { fd.close() }
                 let st = try FileSystem.stat(fd)
                 guard st.isDirectory || st.isRegular else {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailEgress
 import ClawjailNetwork
@@ -136,7 +133,7 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
                 do throws(Errno) {
                     return try Sockets.tcpConnect(address: jailAddress, port: port, timeoutMs: 3000).rawValue
                 } catch {
-                    if error.rawValue == ECONNREFUSED, ListenerCheck.listensOnLoopbackOnly(initPid: initPid, port: port) {
+                    if error == .ECONNREFUSED, ListenerCheck.listensOnLoopbackOnly(initPid: initPid, port: port) {
                         Log.warning("\(name): the agent's server listens on 127.0.0.1:\(port) only; ingress connects from \(NetworkLayout.peerAddress). Make it listen on 0.0.0.0 (safe inside the jail) or \(jailAddress).")
                     }
                     throw ClawjailError(.network, "jail port \(port) refused the connection", cause: error)

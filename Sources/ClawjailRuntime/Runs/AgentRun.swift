@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CClawjailShims
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailPlan
@@ -56,8 +52,8 @@ public enum AgentRun {
         let manifest = Manifest.make(spec: spec, plan: plan, ids: ids, cgroups: cgroups)
         let runID: RunID
         do {
-            runID = try store.beginRun(agent: name, kind: .agent, supervisorPid: getpid(),
-                                       supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
+            runID = try store.beginRun(agent: name, kind: .agent, supervisorPid: ProcessInfoLite.pid,
+                                       supervisorStart: ProcessInfoLite.startTime(of: ProcessInfoLite.pid) ?? 0,
                                        planHash: manifest.hash, manifestJSON: manifest.json,
                                        endReserveBytes: r.layout.recordReserveBytes)
         } catch {
@@ -114,7 +110,7 @@ public enum AgentRun {
         options.outputs = [OutputRelay(source: out.read, destination: .standardOutput, filter: filter),
                            OutputRelay(source: err.read, destination: .standardError, filter: filter)]
         PosixThread.unmapRetiredStacks()
-        cj_release_launch_memory()
+        ProcessMemory.releaseLaunchMemory()
         let result = Supervisor.supervise(jail, options: options)
         notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }
@@ -128,9 +124,7 @@ public enum AgentRun {
 
     static func absolutePath(_ p: String) -> String {
         if p.hasPrefix("/") { return p }
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
-        guard getcwd(&buf, buf.count) != nil else { return p }
-        let cwd = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let cwd = FileSystem.currentDirectory() else { return p }
         return cwd + "/" + p
     }
 }

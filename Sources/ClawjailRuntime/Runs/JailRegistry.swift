@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailSystem
@@ -45,11 +42,11 @@ public enum JailRegistry {
             throw ClawjailError(.conflict, "\(kind == .agent ? "agent" : "jail") \(name) is already running\(holder)",
                                 hint: kind == .agent ? "stop it first with `clawjail stop \(name)`, or give this config another name" : nil)
         }
-        let record = "\(getpid()) \(kind.rawValue) \(ProcessInfoLite.wallClockMilliseconds)\n"
+        let record = "\(ProcessInfoLite.pid) \(kind.rawValue) \(ProcessInfoLite.wallClockMilliseconds)\n"
         // Truncate only a stale record: on ext4 a truncate to 0 marks the file for a
         // flush to disk on close (auto_da_alloc), a write-out per run for a file that
         // lives for one run (when /run is not a tmpfs).
-        if let st = try? lock.fd.stat(), st.size > 0 { _ = ftruncate(lock.fd.rawValue, 0) }
+        if let st = try? lock.fd.stat(), st.size > 0 { try? lock.fd.truncate(to: 0) }
         _ = try? lock.fd.writeAll(record)
         return lock
     }
@@ -58,7 +55,7 @@ public enum JailRegistry {
     /// `gc` find it even where no manager would look (a jail inside another unit's
     /// delegated cgroup, for one).
     static func recordCgroup(_ lock: FileLock, paths: [String]) {
-        _ = lseek(lock.fd.rawValue, 0, SEEK_END)
+        _ = try? lock.fd.seekToEnd()
         _ = try? lock.fd.writeAll(paths.map { "cgroup \($0)\n" }.joined())
     }
 

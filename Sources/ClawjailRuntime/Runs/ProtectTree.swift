@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailStore
 import ClawjailSystem
@@ -48,7 +45,7 @@ public enum ProtectTree {
     /// Opens the workspace (no symlink anywhere on its path).
     public static func openWorkspace(_ path: String) throws(ClawjailError) -> FD {
         do {
-            return try FileSystem.openNoSymlinks(path, O_RDONLY | O_DIRECTORY)
+            return try FileSystem.openNoSymlinks(path, [.readOnly, .directory])
         } catch {
             throw HostPrep.pathError(error, path: path, what: "workspace")
         }
@@ -101,7 +98,7 @@ public enum ProtectTree {
             }
             let file: FD
             // Reopened through the O_PATH fd's magic link: exactly the inode that was checked.
-            do { file = try FileSystem.open(pathFD.procPath, O_RDONLY | O_NONBLOCK) } catch {
+            do { file = try FileSystem.open(pathFD.procPath, [.readOnly, .nonBlocking]) } catch {
                 throw ClawjailError(.setup, "cannot read \(DisplayText.safeLine(rel))", cause: error)
             }
             defer { file.close() }
@@ -115,7 +112,7 @@ public enum ProtectTree {
             let dir: FD
             let names: [String]
             do {
-                dir = try FileSystem.open(pathFD.procPath, O_RDONLY | O_DIRECTORY)
+                dir = try FileSystem.open(pathFD.procPath, [.readOnly, .directory])
                 names = try FileSystem.listDirectory(".", at: dir).sorted()
             } catch {
                 throw ClawjailError(.setup, "cannot list \(DisplayText.safeLine(rel))", cause: error)
@@ -124,7 +121,7 @@ public enum ProtectTree {
             for name in names {
                 let child = rel + "/" + name
                 let fd: FD
-                do { fd = try FileSystem.open(name, O_PATH | O_NOFOLLOW, at: dir) } catch {
+                do { fd = try FileSystem.open(name, [.path, .noFollow], at: dir) } catch {
                     throw ClawjailError(.setup, "cannot open \(DisplayText.safeLine(child))", cause: error)
                 }
                 defer { fd.close() }
@@ -145,7 +142,7 @@ public enum ProtectTree {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var size: Int64 = 0
         while true {
-            let n = try syscallRetrying { buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) } }
+            let n = try fd.read(into: &buffer)
             if n == 0 { break }
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             if let copy { try copy.writeAll(Array(buffer[0..<n])) }
@@ -160,11 +157,11 @@ public enum ProtectTree {
     /// and giving it `mode`.
     public static func ensureDirectory(_ name: String, at dir: FD, mode: mode_t) throws(Errno) -> FD {
         try FileSystem.ensureDirectory(name, mode: mode, at: dir)
-        let fd = try FileSystem.open(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: dir)
+        let fd = try FileSystem.open(name, [.readOnly, .directory, .noFollow], at: dir)
         do throws(Errno) {
             let st = try fd.stat()
-            guard st.uid == geteuid() else { throw Errno.EPERM }
-            if st.permissions != mode { _ = try syscallRetrying { fchmod(fd.rawValue, mode) } }
+            guard st.uid == ProcessInfoLite.effectiveUserID else { throw Errno.EPERM }
+            if st.permissions != mode { try fd.setMode(mode) }
         } catch {
             fd.close()
             throw error
@@ -175,22 +172,23 @@ public enum ProtectTree {
     /// Opens (creating as needed) the directory chain `a/b/c` below `root`, one component
     /// at a time, each opened beneath the last and never through a symlink.
     public static func openChain(_ rel: String, at root: FD, create: (String) -> (mode: mode_t, uid: UInt32?, gid: UInt32?)?) throws(Errno) -> FD {
-        var current = try FileSystem.open(".", O_RDONLY | O_DIRECTORY, at: root)
+        var current = try FileSystem.open(".", [.readOnly, .directory], at: root)
         var prefix = ""
         for part in rel.split(separator: "/").map(String.init) {
             prefix += (prefix.isEmpty ? "" : "/") + part
             if let how = create(prefix) {
-                if mkdirat(current.rawValue, part, how.mode) == 0 {
+                let made: Bool
+                do { made = try FileSystem.ensureDirectory(part, mode: how.mode, at: current) } catch {
+                    current.close()
+                    throw error
+                }
+                if made {
                     if let uid = how.uid, let gid = how.gid { try? FileSystem.chown(part, at: current, uid: uid, gid: gid) }
                     try? FileSystem.chmod(part, how.mode, at: current)
-                } else if Errno.current != .EEXIST {
-                    let e = Errno.current
-                    current.close()
-                    throw e
                 }
             }
             let next: FD
-            do { next = try FileSystem.openat2(part, O_RDONLY | O_DIRECTORY, resolve: resolve, at: current) } catch {
+            do { next = try FileSystem.openat2(part, [.readOnly, .directory], resolve: resolve, at: current) } catch {
                 current.close()
                 throw error
             }
@@ -204,7 +202,7 @@ public enum ProtectTree {
     public static func removeTree(_ name: String, at dir: FD, depth: Int = 0) throws(Errno) {
         let st = try FileSystem.stat(name, at: dir)
         if st.isDirectory && depth < 128 {
-            let sub = try FileSystem.open(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, at: dir)
+            let sub = try FileSystem.open(name, [.readOnly, .directory, .noFollow], at: dir)
             defer { sub.close() }
             for child in try FileSystem.listDirectory(".", at: sub) {
                 try removeTree(child, at: sub, depth: depth + 1)
@@ -217,7 +215,7 @@ public enum ProtectTree {
 
     /// The contents of a (small) file below `root`, read beneath it.
     public static func read(_ rel: String, at root: FD, limit: Int) throws(Errno) -> [UInt8] {
-        let fd = try FileSystem.openat2(rel, O_RDONLY | O_NONBLOCK, resolve: resolve, at: root)
+        let fd = try FileSystem.openat2(rel, [.readOnly, .nonBlocking], resolve: resolve, at: root)
         defer { fd.close() }
         return try fd.readAll(limit: limit)
     }
@@ -229,7 +227,7 @@ public enum ProtectTree {
 public enum ProtectHashes {
     public static func manifestValue(spec: JailSpec) -> JSONValue {
         guard !spec.protect.isEmpty, let ws = spec.mounts.first(where: { $0.role == .workspace })?.host,
-              let fd = try? FileSystem.openNoSymlinks(ws, O_RDONLY | O_DIRECTORY) else { return .object([:]) }
+              let fd = try? FileSystem.openNoSymlinks(ws, [.readOnly, .directory]) else { return .object([:]) }
         defer { fd.close() }
         var limits = ProtectTree.Limits()
         limits.maxFiles = 1000

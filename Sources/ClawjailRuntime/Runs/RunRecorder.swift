@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailStore
 import ClawjailSystem
@@ -64,8 +61,9 @@ final class RunRecorder: @unchecked Sendable {
         var failure: RecordingFailure
     }
 
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let lock = PosixMutex()
+    // Timed waits on the monotonic clock: a clock step must not stretch a backoff.
+    private let wake = PosixCondition()
     // Under `lock`:
     private var pending: [AuditEventInput] = []
     private var dropped = 0
@@ -81,28 +79,14 @@ final class RunRecorder: @unchecked Sendable {
         self.runID = runID
         self.agent = agent
         self.label = label
-        pthread_mutex_init(lock, nil)
-        // Timed waits on the monotonic clock: a clock step must not stretch a backoff.
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(wake, &attributes)
-        pthread_condattr_destroy(&attributes)
-    }
-
-    deinit {
-        pthread_cond_destroy(wake)
-        pthread_mutex_destroy(lock)
-        wake.deallocate()
-        lock.deallocate()
     }
 
     // MARK: - While the jail runs
 
     /// Queues an event of the run. Never blocks on the database.
     func enqueue(_ event: AuditEventInput) {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
+        lock.lock()
+        defer { lock.unlock() }
         if pending.count >= Self.maxPendingEvents {
             dropped += 1
             if !droppedReported {
@@ -117,32 +101,32 @@ final class RunRecorder: @unchecked Sendable {
             // Without a thread (spawn failed) the queue waits for `finish`.
             thread = try? PosixThread.spawn { [self] in writerLoop() }
         }
-        pthread_cond_signal(wake)
+        wake.signal()
     }
 
     private func writerLoop() {
         var lastCommit: UInt64 = 0
         var backoff = Self.firstRetryNs
-        pthread_mutex_lock(lock)
+        lock.lock()
         while true {
-            while pending.isEmpty && !closed { pthread_cond_wait(wake, lock) }
+            while pending.isEmpty && !closed { wake.wait(lock) }
             if closed { break }
             if outage == nil {
                 // Busy: let the queue fill until coalesceNs after the last commit.
                 let now = ProcessInfoLite.monotonicNanoseconds
                 let due = lastCommit &+ Self.coalesceNs
                 if now < due {
-                    pthread_mutex_unlock(lock)
+                    lock.unlock()
                     ProcessInfoLite.sleep(nanoseconds: due - now)
-                    pthread_mutex_lock(lock)
+                    lock.lock()
                     if closed { break }
                 }
             }
             let batch = pending
             let droppedSoFar = dropped
-            pthread_mutex_unlock(lock)
+            lock.unlock()
             let result = write(batch, dropped: droppedSoFar, retrying: "they are kept in memory and retried while the run lasts")
-            pthread_mutex_lock(lock)
+            lock.lock()
             switch result {
             case .written, .refused:
                 pending.removeFirst(batch.count)
@@ -154,19 +138,14 @@ final class RunRecorder: @unchecked Sendable {
                 backoff = min(backoff * 2, Self.maxRetryNsWhileRunning)
             }
         }
-        pthread_mutex_unlock(lock)
+        lock.unlock()
     }
 
     /// Sleeps up to `ns` with `lock` held across, woken early by `finish`.
     private func waitLocked(nanoseconds ns: UInt64) {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let total = UInt64(now.tv_nsec) + ns % 1_000_000_000
-        var deadline = timespec()
-        deadline.tv_sec = now.tv_sec + Int(ns / 1_000_000_000) + Int(total / 1_000_000_000)
-        deadline.tv_nsec = Int(total % 1_000_000_000)
+        let deadline = ProcessInfoLite.monotonicNanoseconds + ns
         while !closed {
-            if pthread_cond_timedwait(wake, lock, &deadline) == ETIMEDOUT { break }
+            if !wake.wait(lock, until: deadline) { break }
         }
     }
 
@@ -226,12 +205,12 @@ final class RunRecorder: @unchecked Sendable {
     /// a run without a row), retrying for up to `retryForNs` when the store cannot be
     /// written. `summary` ("exited 0") is for messages.
     func finish(end: RunOutcome?, summary: String, retryForNs: UInt64) -> EndRecord {
-        pthread_mutex_lock(lock)
+        lock.lock()
         closed = true
         let t = thread
         thread = nil
-        pthread_cond_broadcast(wake)
-        pthread_mutex_unlock(lock)
+        wake.broadcast()
+        lock.unlock()
         if let t { PosixThread.join(t) }
         // From here on only this thread writes.
         let endedMs = ProcessInfoLite.wallClockMilliseconds
@@ -371,16 +350,16 @@ final class RunRecorder: @unchecked Sendable {
     }
 
     private func queued() -> ([AuditEventInput], Int) {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
+        lock.lock()
+        defer { lock.unlock() }
         return (pending, dropped)
     }
 
     private func consumed(_ count: Int, dropped done: Int) {
-        pthread_mutex_lock(lock)
+        lock.lock()
         pending.removeFirst(count)
         dropped -= done
-        pthread_mutex_unlock(lock)
+        lock.unlock()
     }
 
     /// Waits up to `ns`; true when a stop signal (TERM, INT, HUP, QUIT) came meanwhile.
@@ -389,9 +368,9 @@ final class RunRecorder: @unchecked Sendable {
             ProcessInfoLite.sleep(nanoseconds: ns)
             return false
         }
-        var fds = [pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)]
+        var fds = [Poll.Entry(fd: signals, events: .readable)]
         let ms = Int32(min(ns / 1_000_000 + 1, 60_000))
-        guard poll(&fds, 1, ms) > 0 else { return false }
-        return Supervisor.readSignals(signals).contains { [SIGTERM, SIGINT, SIGHUP, SIGQUIT].contains($0) }
+        guard let n = try? Poll.waitOnce(&fds, timeoutMs: ms), n > 0 else { return false }
+        return SignalFD.pending(signals).contains { SupervisorSignals.stopping.contains($0) }
     }
 }

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CClawjailShims
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailPlan
@@ -33,8 +29,7 @@ public struct ToolRunRequest {
 public enum ToolRun {
     /// A short random id for a tool run: names its cgroup (exec-<id>) and its row.
     public static func newRunID() -> String {
-        var bytes = [UInt8](repeating: 0, count: 6)
-        _ = bytes.withUnsafeMutableBytes { cj_sys_getrandom($0.baseAddress, $0.count) }
+        let bytes = Random.bytes(6)
         let hex = Array("0123456789abcdef".utf8)
         return String(decoding: bytes.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
     }
@@ -117,8 +112,8 @@ extension ToolRun {
                                    seccompContentHash: try seccompWork.join().filter.profileHash)
             let manifest = Manifest.make(spec: spec, plan: plan, ids: ids, cgroups: cgroups)
             do {
-                runID = try store.beginRun(agent: agent, kind: .tool, supervisorPid: getpid(),
-                                           supervisorStart: ProcessInfoLite.startTime(of: getpid()) ?? 0,
+                runID = try store.beginRun(agent: agent, kind: .tool, supervisorPid: ProcessInfoLite.pid,
+                                           supervisorStart: ProcessInfoLite.startTime(of: ProcessInfoLite.pid) ?? 0,
                                            planHash: manifest.hash, manifestJSON: manifest.json,
                                            endReserveBytes: r.layout.recordReserveBytes)
             } catch { throw StoreAccess.wrapStart(error, "recording the tool run of \(agent)") }
@@ -169,7 +164,7 @@ extension ToolRun {
         // The supervisor now waits for as long as the jail lives: what the launch
         // dirtied and freed (heap, deep stack frames) goes back to the kernel.
         PosixThread.unmapRetiredStacks()
-        cj_release_launch_memory()
+        ProcessMemory.releaseLaunchMemory()
         let result = Supervisor.supervise(jail, options: options)
         Trace.mark("jail ended")
         notifier?.stop()

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailSystem
 
@@ -49,6 +46,6 @@ final class BackgroundWork<T>: @unchecked Sendable {
         // Never leave a thread running past its owner (the result is dropped). The
         // thread itself may drop the last reference: then it can only detach itself.
         guard let t = thread else { return }
-        if pthread_equal(t.thread, pthread_self()) != 0 { t.detachFromItself() } else { t.join() }
+        if PosixThread.isCurrent(t.thread) { t.detachFromItself() } else { t.join() }
     }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailStore
@@ -66,7 +63,7 @@ public enum EmergencyStop {
             if (try? FileSystem.writeControl(p + "/cgroup.kill", "1")) != nil { continue }
             for pid in pids {
                 if let pfd = try? PidFD.open(pid) {
-                    try? pfd.signal(SIGKILL)
+                    try? pfd.signal(.kill)
                     pfd.close()
                 }
             }
@@ -90,7 +87,7 @@ public enum EmergencyStop {
                 "jails": .array(r.jails.map { .string($0) }),
                 "processes": .int(Int64(r.processes)),
                 "elapsed_ms": .double((r.elapsedMs * 1000).rounded() / 1000),
-                "by_uid": .int(Int64(getuid())),
+                "by_uid": .int(Int64(ProcessInfoLite.userID)),
             ]))
         } catch {
             Log.warning("the emergency stop happened but could not be recorded in the audit log: \(error)")

@@ -2,7 +2,6 @@ import ClawjailCore
 import ClawjailEgress
 import ClawjailStore
 import ClawjailSystem
-import Glibc
 
 /// Egress and ingress decisions as audit events in the store's chain.
 enum NetworkAudit {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
 import ClawjailSystem
 
@@ -104,7 +101,8 @@ public struct OutputRelay {
     mutating func pump() {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(source.rawValue, $0.baseAddress, $0.count) }
+            // An error (EAGAIN: nothing more for now) ends this pump; poll says when to come back.
+            guard let n = try? source.read(into: &chunk) else { return }
             if n > 0 {
                 buffer += chunk[0..<n]
                 emitLines()
@@ -150,8 +148,8 @@ public struct OutputRelay {
                 isOpen = false
                 return
             }
-            var p = pollfd(fd: source.rawValue, events: Int16(POLLIN), revents: 0)
-            _ = poll(&p, 1, Int32(min((deadline - now) / 1_000_000 + 1, 200)))
+            var p = [Poll.Entry(fd: source, events: .readable)]
+            _ = try? Poll.waitOnce(&p, timeoutMs: Int32(min((deadline - now) / 1_000_000 + 1, 200)))
             pump()
         }
     }

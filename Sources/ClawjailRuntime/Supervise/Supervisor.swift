@@ -1,7 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CClawjailShims
+import CClawjailChild
 import ClawjailCgroup
 import ClawjailCore
 import ClawjailSystem
@@ -94,22 +91,20 @@ public struct SuperviseOptions {
 /// The signals the supervisor handles itself; they are blocked in every thread from
 /// the first line of main and read from a signalfd.
 public enum SupervisorSignals {
-    public static let handled: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
+    public static let handled: [Signal] = [.terminate, .interrupt, .hangUp, .quit, .user1, .user2, .windowChange]
+    /// The ones that stop a jail (the rest are forwarded as they are).
+    static let stopping: [Signal] = [.terminate, .interrupt, .hangUp, .quit]
 
     /// Call before any thread exists. Threads created later inherit the mask.
     public static func blockInAllThreads() {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in handled { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-        signal(SIGPIPE, SIG_IGN)
+        SignalHandling.block(handled)
+        SignalHandling.ignore(.pipe)
         // A supervisor lives as long as its jail: no per-thread malloc arenas kept alive.
-        cj_malloc_single_arena()
+        ProcessMemory.useSingleArena()
     }
 
     static func makeSignalFD() -> FD? {
-        let fd = handled.withUnsafeBufferPointer { cj_sys_signalfd($0.baseAddress, Int32($0.count)) }
-        return fd >= 0 ? FD(fd) : nil
+        try? SignalFD.make(handled)
     }
 }
 
@@ -131,7 +126,7 @@ public enum Supervisor {
         var outputs = options.outputs
 
         func killJail() {
-            try? jail.initProcess.signal(SIGKILL)
+            try? jail.initProcess.signal(.kill)
             try? jail.cgroup.killAll()
         }
 
@@ -153,13 +148,13 @@ public enum Supervisor {
         }
 
         while !initExited {
-            var fds: [pollfd] = [pollfd(fd: jail.initProcess.fd.rawValue, events: Int16(POLLIN), revents: 0)]
-            if reportOpen { fds.append(pollfd(fd: jail.reportFD.rawValue, events: Int16(POLLIN), revents: 0)) }
-            if let s = signals { fds.append(pollfd(fd: s.rawValue, events: Int16(POLLIN), revents: 0)) }
+            var fds: [Poll.Entry] = [Poll.Entry(fd: jail.initProcess.fd, events: .readable)]
+            if reportOpen { fds.append(Poll.Entry(fd: jail.reportFD, events: .readable)) }
+            if let s = signals { fds.append(Poll.Entry(fd: s, events: .readable)) }
             let outputBase = fds.count
-            for o in outputs where o.isOpen { fds.append(pollfd(fd: o.source.rawValue, events: Int16(POLLIN), revents: 0)) }
+            for o in outputs where o.isOpen { fds.append(Poll.Entry(fd: o.source, events: .readable)) }
             let watcherBase = fds.count
-            for w in options.watchers { fds.append(pollfd(fd: w.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
+            for w in options.watchers { fds.append(Poll.Entry(fd: w.fd, events: .readable)) }
 
             let now = ProcessInfoLite.monotonicNanoseconds
             var timeoutMs: Int32 = -1
@@ -184,27 +179,27 @@ public enum Supervisor {
             for o in outputs where o.hasPendingPartialLine {
                 timeoutMs = timeoutMs < 0 ? 100 : min(timeoutMs, 100)
             }
-            let n = poll(&fds, nfds_t(fds.count), timeoutMs)
-            if n < 0 { continue }
+            // Not retried on EINTR: the timeout is worked out from the deadlines again.
+            guard let n = try? Poll.waitOnce(&fds, timeoutMs: timeoutMs) else { continue }
             if n == 0 {
                 for i in outputs.indices { outputs[i].flushPartial() }
                 continue
             }
             var index = 1
             if reportOpen {
-                if fds[index].revents != 0 { handleReport() }
+                if !fds[index].returned.isEmpty { handleReport() }
                 index += 1
             }
             if let s = signals {
-                if fds[index].revents != 0 {
-                    for sig in readSignals(s) {
+                if !fds[index].returned.isEmpty {
+                    for sig in SignalFD.pending(s) {
                         switch sig {
-                        case SIGTERM, SIGINT, SIGHUP, SIGQUIT:
-                            if stoppedBy != nil && (sig == SIGINT || sig == SIGTERM) {
+                        case .terminate, .interrupt, .hangUp, .quit:
+                            if stoppedBy != nil && (sig == .interrupt || sig == .terminate) {
                                 // Asked twice: do not wait for the grace period.
                                 killJail()
                             } else {
-                                stoppedBy = signalName(sig)
+                                stoppedBy = sig.description
                                 try? jail.initProcess.signal(sig)
                                 killDeadline = ProcessInfoLite.monotonicNanoseconds + options.graceMs * 1_000_000
                             }
@@ -216,13 +211,13 @@ public enum Supervisor {
             }
             var outIndex = outputBase
             for i in outputs.indices where outputs[i].isOpen {
-                if outIndex < fds.count && fds[outIndex].revents != 0 { outputs[i].pump() }
+                if outIndex < fds.count && !fds[outIndex].returned.isEmpty { outputs[i].pump() }
                 outIndex += 1
             }
-            for (i, w) in options.watchers.enumerated() where fds[watcherBase + i].revents != 0 {
+            for (i, w) in options.watchers.enumerated() where !fds[watcherBase + i].returned.isEmpty {
                 w.handle()
             }
-            if fds[0].revents != 0 { initExited = true }
+            if !fds[0].returned.isEmpty { initExited = true }
         }
 
         let initStatus = try? jail.initProcess.wait()
@@ -242,7 +237,7 @@ public enum Supervisor {
         } else if timedOut {
             end = .timedOut
         } else if let s = commandStatus ?? initStatus {
-            if s.signaled && s.signal == SIGKILL && events.oomKills > 0 {
+            if s.signaled && s.signal == Signal.kill.rawValue && events.oomKills > 0 {
                 end = .oomKilled
             } else if s.signaled {
                 end = .signaled(s.signal)
@@ -252,7 +247,7 @@ public enum Supervisor {
         } else {
             end = .setupFailed("the jail's init vanished without a status")
         }
-        if commandStatus == nil, failure == nil, !timedOut, let s = initStatus, s.signaled, s.signal == SIGKILL,
+        if commandStatus == nil, failure == nil, !timedOut, let s = initStatus, s.signaled, s.signal == Signal.kill.rawValue,
            events.oomKills > 0 {
             end = .oomKilled
         }
@@ -267,15 +262,5 @@ public enum Supervisor {
         }
         return RunResult(end: end, exitStatus: exitStatus, durationMs: durationMs, stats: stats, events: events,
                          stoppedBy: stoppedBy)
-    }
-
-    static func readSignals(_ fd: FD) -> [Int32] {
-        var out: [Int32] = []
-        while out.count < 64 {
-            let s = cj_sys_read_signal(fd.rawValue)
-            if s <= 0 { break }
-            out.append(s)
-        }
-        return out
     }
 }

@@ -1,12 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailCore
+import ClawjailSystem
 
 /// Runs async work from the synchronous supervisor thread and waits for it.
 func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
     let box = ResultBox<T>()
-    let semaphore = DispatchSemaphoreLite()
+    let semaphore = PosixSemaphore()
     Task {
         do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
         semaphore.signal()
@@ -17,24 +15,11 @@ func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) -> R
 
 final class ResultBox<T: Sendable>: @unchecked Sendable {
     private var value: Result<T, any Error>?
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
+    private let lock = PosixMutex()
     func set(_ v: Result<T, any Error>) {
-        pthread_mutex_lock(&lock)
-        value = v
-        pthread_mutex_unlock(&lock)
+        lock.withLock { value = v }
     }
     func get() -> Result<T, any Error>? {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return value
+        lock.withLock { value }
     }
-}
-
-final class DispatchSemaphoreLite: @unchecked Sendable {
-    private var sem = sem_t()
-    init() { sem_init(&sem, 0, 0) }
-    deinit { sem_destroy(&sem) }
-    func signal() { sem_post(&sem) }
-    func wait() { while sem_wait(&sem) != 0 && errno == EINTR {} }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ClawjailSystem
 
 /// The supervisor's own messages, one line each, on stderr: "clawjail: ...".
