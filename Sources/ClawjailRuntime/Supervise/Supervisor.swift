@@ -91,9 +91,9 @@ public struct SuperviseOptions {
 /// The signals the supervisor handles itself; they are blocked in every thread from
 /// the first line of main and read from a signalfd.
 public enum SupervisorSignals {
-    public static let handled: [Signal] = [.terminate, .interrupt, .hangUp, .quit, .user1, .user2, .windowChange]
     /// The ones that stop a jail (the rest are forwarded as they are).
-    static let stopping: [Signal] = [.terminate, .interrupt, .hangUp, .quit]
+    static let stopping = SignalSet().inserting(.terminate).inserting(.interrupt).inserting(.hangUp).inserting(.quit)
+    public static let handled = stopping.inserting(.user1).inserting(.user2).inserting(.windowChange)
 
     /// Call before any thread exists. Threads created later inherit the mask.
     public static func blockInAllThreads() {
