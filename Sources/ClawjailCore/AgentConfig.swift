@@ -60,6 +60,44 @@ public struct AgentConfig: Sendable {
         public var location: SourceLocation?
     }
 
+    /// `isolation`: a namespace jail on the host's kernel, or the same jail inside a
+    /// guest kernel of its own (the micro-VM backend, design/vm-backend.md).
+    public enum Isolation: String, Sendable, Hashable { case namespace, vm }
+
+    /// `[vm] accel`: hardware virtualisation, or qemu's software emulation (TCG), which
+    /// is not a security boundary.
+    public enum Accelerator: String, Sendable, Hashable { case kvm, tcg }
+
+    /// `[vm]`, only with `isolation = "vm"`. nil fields take their defaults in
+    /// JailSpec.forAgent (vcpus, memory) or were filled in by the decoder (paths).
+    public struct VM: Sendable, Hashable {
+        public var kernel: String
+        public var initrd: String
+        /// Lower-case hex; nil: not pinned (the probed hash is still recorded).
+        public var kernelSHA256: String?
+        public var initrdSHA256: String?
+        public var vcpus: UInt32?
+        public var memory: UInt64?
+        public var accel: Accelerator = .kvm
+        public var allowTCG = false
+        public var location: SourceLocation?
+        public init(kernel: String, initrd: String) {
+            self.kernel = kernel
+            self.initrd = initrd
+        }
+
+        /// The guest kernel and initramfs when [vm] names none: where `scripts/setup`
+        /// puts them, under the state directory.
+        /// qemu's microvm takes more, but a jail's cgroup and cpu quota make more than
+        /// this pointless.
+        public static let maxVCPUs: UInt32 = 64
+        /// Below this a guest kernel and clawjail's init do not come up.
+        public static let minMemory: UInt64 = 64 << 20
+
+        public static func defaultKernel(stateDirectory: String) -> String { stateDirectory + "/vm/vmlinuz" }
+        public static func defaultInitrd(stateDirectory: String) -> String { stateDirectory + "/vm/initramfs.cpio.gz" }
+    }
+
     public struct Tools: Sendable, Hashable {
         public var profile: String?
         public var network: NetworkMode?
@@ -95,6 +133,9 @@ public struct AgentConfig: Sendable {
     public var network = Network()
     public var ingress: [Ingress] = []
     public var tools = Tools()
+    public var isolation: Isolation = .namespace
+    /// Set exactly when isolation is .vm (defaults filled in when [vm] is absent).
+    public var vm: VM?
     public var warnings: [ConfigIssue] = []
 
     public init(file: String, kind: Kind) {
@@ -295,6 +336,8 @@ struct ConfigDecoder {
                 if let ing = decodeIngress(t, index: i + 1) { c.ingress.append(ing) }
             }
             if let t = top.table("tools") { c.tools = decodeTools(t) }
+            // Agents only: a tool run of a VM agent runs inside that agent's guest.
+            decodeIsolation(&top, root: root, into: &c)
         }
         if isAgent, let (p, loc) = top.string("preset") {
             if let preset = Preset.all[p] {
@@ -445,6 +488,104 @@ struct ConfigDecoder {
         }
         guard let normalized = Paths.normalizeAbsolute(target) else { return nil }
         return AgentConfig.Bind(host: hostPath, path: normalized, writable: writable, location: t.location)
+    }
+
+    private mutating func decodeIsolation(_ top: inout TableReader, root: TOMLTable, into c: inout AgentConfig) {
+        var isolationValid = true
+        if let (v, loc) = top.string("isolation") {
+            if let i = AgentConfig.Isolation(rawValue: v) { c.isolation = i } else {
+                isolationValid = false
+                diagnostics.error(loc, "isolation '\(v)' must be \"namespace\" or \"vm\"",
+                                  hint: "namespace (the default) shares the host's kernel; vm runs the agent under a guest kernel of its own")
+            }
+        }
+        let table = top.table("vm")
+        if let t = table, c.isolation != .vm {
+            // Reading it anyway reports its own mistakes too, in the same check.
+            _ = decodeVM(t)
+            if isolationValid && root["isolation"].map({ if case .string = $0.value { true } else { false } }) ?? true {
+                diagnostics.error(t.location, "[vm] is set but isolation is not \"vm\"",
+                                  hint: "add isolation = \"vm\" at the top level to run this agent in a micro-VM, or remove [vm]")
+            }
+            return
+        }
+        guard c.isolation == .vm else { return }
+        if let t = table {
+            c.vm = decodeVM(t)
+        } else {
+            c.vm = AgentConfig.VM(kernel: AgentConfig.VM.defaultKernel(stateDirectory: stateDirectory),
+                                  initrd: AgentConfig.VM.defaultInitrd(stateDirectory: stateDirectory))
+        }
+    }
+
+    private mutating func decodeVM(_ t: TOMLTable) -> AgentConfig.VM {
+        var r = TableReader(t, context: "[vm]", diagnostics: diagnostics)
+        var vm = AgentConfig.VM(kernel: AgentConfig.VM.defaultKernel(stateDirectory: stateDirectory),
+                                initrd: AgentConfig.VM.defaultInitrd(stateDirectory: stateDirectory))
+        vm.location = t.location
+        if let p = bootFile(&r, "kernel") { vm.kernel = p }
+        if let p = bootFile(&r, "initrd") { vm.initrd = p }
+        vm.kernelSHA256 = sha256Pin(&r, "kernel_sha256")
+        vm.initrdSHA256 = sha256Pin(&r, "initrd_sha256")
+        if let (n, loc) = r.integer("vcpus") {
+            if (1...Int64(AgentConfig.VM.maxVCPUs)).contains(n) { vm.vcpus = UInt32(n) } else {
+                diagnostics.error(loc, "vcpus = \(n) is out of range (1-\(AgentConfig.VM.maxVCPUs))",
+                                  hint: "leave it out to take limits.cpu, rounded up")
+            }
+        }
+        if let memory = size(&r, "memory") {
+            if memory < AgentConfig.VM.minMemory {
+                diagnostics.error(r.table["memory"]?.location, "vm.memory = \(Units.formatSize(memory)) is too small for a guest",
+                                  hint: "give the guest at least \(Units.formatSize(AgentConfig.VM.minMemory))")
+            } else if memory % (1 << 20) != 0 {
+                diagnostics.error(r.table["memory"]?.location, "vm.memory = \(memory) is not a whole number of MiB",
+                                  hint: "write e.g. \"512M\" or \"2G\": qemu sizes guest RAM in MiB")
+            } else {
+                vm.memory = memory
+            }
+        }
+        var accelLocation: SourceLocation?
+        if let (a, loc) = r.string("accel") {
+            accelLocation = loc
+            if let accel = AgentConfig.Accelerator(rawValue: a) { vm.accel = accel } else {
+                diagnostics.error(loc, "vm.accel '\(a)' must be \"kvm\" or \"tcg\"")
+            }
+        }
+        if let (b, _) = r.bool("allow_tcg") { vm.allowTCG = b }
+        r.finish()
+        if vm.accel == .tcg && !vm.allowTCG {
+            diagnostics.error(accelLocation, "accel = \"tcg\" is software emulation, not a security boundary",
+                              hint: "qemu's TCG is not meant to contain a hostile guest (qemu's security notes say so); use accel = \"kvm\", or write allow_tcg = true in [vm] to accept a VM that is for testing only")
+        }
+        return vm
+    }
+
+    /// A guest kernel or initramfs path: absolute after resolution, read by the VMM's
+    /// jail only (under the state directory's vm/ is allowed, like rootfs/).
+    private func bootFile(_ r: inout TableReader, _ key: String) -> String? {
+        guard let (p, loc) = r.string(key) else { return nil }
+        guard let host = Paths.resolveHost(p, relativeTo: configDirectory), host != "/" else {
+            diagnostics.error(loc, "vm.\(key) '\(p)' contains '..' or is not a file path",
+                              hint: "write the absolute path of the file, e.g. \(stateDirectory)/vm/\(key == "kernel" ? "vmlinuz" : "initramfs.cpio.gz")")
+            return nil
+        }
+        if let problem = Paths.hostProblem(host, writable: false, stateDirectory: stateDirectory),
+           !Paths.isWithin(host, stateDirectory + "/vm") {
+            diagnostics.error(loc, "vm.\(key): \(problem)")
+            return nil
+        }
+        return host
+    }
+
+    private func sha256Pin(_ r: inout TableReader, _ key: String) -> String? {
+        guard let (v, loc) = r.string(key) else { return nil }
+        let lower = v.lowercased()
+        guard lower.utf8.count == 64, lower.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else {
+            diagnostics.error(loc, "vm.\(key) must be a SHA-256 as 64 hex digits",
+                              hint: "write the output of sha256sum FILE, e.g. \(key) = \"\(String(repeating: "0", count: 8))…\" (all 64 digits)")
+            return nil
+        }
+        return lower
     }
 
     private func decodeProtect(_ t: TOMLTable) -> [String] {

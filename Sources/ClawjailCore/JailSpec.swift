@@ -68,6 +68,42 @@ public struct JailSpec: Sendable, Hashable {
     }
 
     public var workspace: MountSpec? { mounts.first { $0.role == .workspace } }
+
+    /// Where the jail's processes run: on the host's kernel, or in a guest of their own
+    /// whose VMM is itself jailed (design/vm-backend.md).
+    public enum Isolation: Sendable, Hashable {
+        case namespace
+        case vm(VMSpec)
+    }
+
+    /// `[vm]` with its defaults applied.
+    public struct VMSpec: Sendable, Hashable {
+        public var kernel: String
+        public var initrd: String
+        public var kernelSHA256: String?
+        public var initrdSHA256: String?
+        public var vcpus: UInt32
+        /// Guest RAM, a whole number of MiB.
+        public var memory: UInt64
+        public var accel: AgentConfig.Accelerator
+        public init(kernel: String, initrd: String, kernelSHA256: String? = nil, initrdSHA256: String? = nil,
+                    vcpus: UInt32, memory: UInt64, accel: AgentConfig.Accelerator) {
+            self.kernel = kernel
+            self.initrd = initrd
+            self.kernelSHA256 = kernelSHA256
+            self.initrdSHA256 = initrdSHA256
+            self.vcpus = vcpus
+            self.memory = memory
+            self.accel = accel
+        }
+    }
+
+    public var isolation: Isolation = .namespace
+
+    public var vm: VMSpec? {
+        if case .vm(let v) = isolation { return v }
+        return nil
+    }
 }
 
 /// Defaults, in one place so that `check` and the docs agree with the code.
@@ -84,6 +120,8 @@ public enum Defaults {
                                                    tmp: 64 << 20, openFiles: 256, fileSize: nil,
                                                    wallTimeMs: 10 * 60_000)
     public static let agentProfile = "agent"
+    /// Guest RAM of a VM agent whose config sets neither vm.memory nor limits.memory.
+    public static let vmMemory: UInt64 = 512 << 20
     public static let toolProfile = "tool"
 }
 
@@ -128,7 +166,22 @@ extension JailSpec {
                         seccompProfile: c.seccompProfile ?? Defaults.agentProfile, network: network, protect: c.protect)
         spec.seccompOnViolation = c.seccompOnViolation
         spec.etcHidden = EtcPolicy.hiddenPaths(show: c.etcShow, hide: c.etcHide)
+        if c.isolation == .vm, let vm = c.vm {
+            spec.isolation = .vm(vmSpec(vm, limits: c.limits, merged: limits))
+        }
         return spec
+    }
+
+    /// vcpus: limits.cpu rounded up (at least 1); memory: limits.memory as written, or
+    /// 512M (the namespace default of 1G is a limit, not RAM to hand a guest).
+    static func vmSpec(_ vm: AgentConfig.VM, limits: AgentConfig.Limits, merged: Limits) -> VMSpec {
+        let cores = merged.cpu ?? 1
+        let vcpus = vm.vcpus ?? UInt32(min(Double(AgentConfig.VM.maxVCPUs), max(1, cores.rounded(.up))))
+        var memory = vm.memory ?? limits.memory ?? Defaults.vmMemory
+        // limits.memory may be any byte count; qemu takes whole MiB.
+        memory = (memory + (1 << 20) - 1) / (1 << 20) * (1 << 20)
+        return VMSpec(kernel: vm.kernel, initrd: vm.initrd, kernelSHA256: vm.kernelSHA256, initrdSHA256: vm.initrdSHA256,
+                      vcpus: vcpus, memory: max(memory, AgentConfig.VM.minMemory), accel: vm.accel)
     }
 
     static func protectMounts(_ protect: [String], workspace: String) -> [MountSpec] {

@@ -47,6 +47,9 @@ public struct HostFacts: Sendable, Hashable {
     /// clawjail's run-directory paths the child uses (HostLayout).
     public var stagingRoot: String
     public var emptyDirectory: String
+    /// Only for a VM agent; nil: not probed (the plan then assumes the default paths
+    /// and unread boot files).
+    public var vm: VMFacts?
 
     public init(cgroup: CgroupFacts, stagingRoot: String, emptyDirectory: String) {
         self.cgroup = cgroup
@@ -74,5 +77,46 @@ public struct CgroupFacts: Sendable, Hashable {
         self.v1Hierarchies = v1Hierarchies
         self.v1BlkioWeightFile = v1BlkioWeightFile
         self.location = location
+    }
+}
+
+/// What a VM agent's plan needs to know about this host: the VMM and file server it
+/// runs, and the guest kernel and initramfs as they are now. Probed by the runtime's
+/// HostProbe (which refuses a missing file or a mismatched pin before any plan is
+/// used), never inside the plan.
+public struct VMFacts: Sendable, Hashable {
+    public struct BootFile: Sendable, Hashable {
+        public var path: String
+        /// Lower-case hex of the file's content; nil when it could not be read.
+        public var sha256: String?
+        public var size: UInt64?
+        public init(path: String, sha256: String? = nil, size: UInt64? = nil) {
+            self.path = path
+            self.sha256 = sha256
+            self.size = size
+        }
+    }
+
+    public var qemu: String
+    public var virtiofsd: String
+    public var kernel: BootFile
+    public var initrd: BootFile
+    /// The host's TSC frequency: given to the guest so that microvm need not calibrate
+    /// (which hangs about 4 boots in 10 here, design/vm-test-tier.md). nil: unknown.
+    public var tscKHz: UInt64?
+    /// clawjail's run directory: the VM's sockets go under <runDirectory>/vm/<name>/.
+    public var runDirectory: String
+
+    public static let defaultQemu = "/usr/bin/qemu-system-x86_64"
+    public static let defaultVirtiofsd = "/usr/lib/qemu/virtiofsd"
+
+    public init(qemu: String = VMFacts.defaultQemu, virtiofsd: String = VMFacts.defaultVirtiofsd,
+                kernel: BootFile, initrd: BootFile, tscKHz: UInt64? = nil, runDirectory: String = Defaults.runDirectory) {
+        self.qemu = qemu
+        self.virtiofsd = virtiofsd
+        self.kernel = kernel
+        self.initrd = initrd
+        self.tscKHz = tscKHz
+        self.runDirectory = runDirectory
     }
 }

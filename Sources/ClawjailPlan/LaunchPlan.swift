@@ -22,6 +22,10 @@ public struct LaunchPlan: Sendable, Hashable {
     public var network: NetworkPlan
     public var seccomp: SeccompIdentity
     public var process: Process
+    /// A VM agent (`isolation = "vm"`): the VMM this jail runs and its guest; the
+    /// rest of the plan is the VMM's jail, whose cgroup allows guest RAM plus the VMM's
+    /// overhead. nil for a namespace jail.
+    public var vm: VMPlan? = nil
 
     public enum Namespace: String, Sendable, Hashable, CaseIterable {
         case user, mount, pid, net, ipc, uts, cgroup

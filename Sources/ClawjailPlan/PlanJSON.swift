@@ -52,6 +52,8 @@ extension LaunchPlan {
         } else {
             o["ids"] = .null
         }
+        // Only VM plans have the key, so a namespace plan reads as it always did.
+        if let vm { o["vm"] = vm.json }
         return .object(o)
     }
 
@@ -159,5 +161,49 @@ extension NetworkPlan {
                          "proxy": .string("\(peerAddress):\(proxyPort)")]
         }
         return .object(o)
+    }
+}
+
+extension VMPlan {
+    public var json: JSONValue {
+        func str(_ v: String?) -> JSONValue { v.map { .string($0) } ?? .null }
+        func boot(_ b: BootFile) -> JSONValue {
+            ["path": .string(b.path), "sha256": str(b.sha256), "pinned_sha256": str(b.pinnedSHA256),
+             "size": b.size.map { .int(Int64(clamping: $0)) } ?? .null]
+        }
+        var net: [String: JSONValue] = ["mode": .string(network.mode.rawValue)]
+        if let tap = network.tap, let fd = network.tapFD, let mac = network.mac, let guest = network.guestAddress,
+           let gateway = network.gateway, let prefix = network.prefixLength {
+            net["tap"] = .string(tap)
+            net["tap_fd"] = .int(Int64(fd))
+            net["mac"] = .string(mac)
+            net["guest_address"] = .string("\(guest)/\(prefix)")
+            net["gateway"] = .string(gateway)
+        } else {
+            net["nic"] = "none"
+        }
+        return [
+            "vmm": .string(vmm.rawValue),
+            "accel": .string(accel.rawValue),
+            "security_boundary": .bool(accel == .kvm),
+            "vcpus": .int(Int64(vcpus)),
+            "guest_memory": .int(Int64(clamping: guestMemory)),
+            "vmm_overhead": .int(Int64(clamping: vmmOverhead)),
+            "cgroup_memory": .int(Int64(clamping: cgroupMemory)),
+            "kernel": boot(kernel),
+            "initrd": boot(initrd),
+            "kernel_command_line": .string(kernelCommandLine),
+            "command": .array(command.map { .string($0) }),
+            "shares": .array(shares.map { s in
+                ["tag": .string(s.tag), "role": .string(s.role.rawValue), "host": .string(s.host),
+                 "guest_path": .string(s.guestPath), "read_only": .bool(s.readOnly), "socket": .string(s.socket),
+                 "read_only_paths": .array(s.readOnlyPaths.map { ["host": .string($0.host), "guest_path": .string($0.guestPath)] })]
+            }),
+            "file_servers": .array(fileServers.map { ["tag": .string($0.tag), "argv": .array($0.argv.map { .string($0) })] }),
+            "control": ["socket": .string(control.socket), "port": .string(control.portName)],
+            "network": .object(net),
+            "read_only_binds": .array(readOnlyBinds.map { .string($0) }),
+            "seccomp_profile": .string(seccompProfile),
+        ]
     }
 }

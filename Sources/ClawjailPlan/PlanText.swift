@@ -24,6 +24,7 @@ extension LaunchPlan {
         }
         out += "    process uid \(process.uid) gid \(process.gid), no capabilities, no_new_privs, seccomp \(seccomp.profile)"
             + ", cwd \(process.cwd)\n"
+        if let vm { out += vm.text }
         return out
     }
 
@@ -31,6 +32,53 @@ extension LaunchPlan {
 
     func pad(_ s: String, _ width: Int) -> String {
         s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+    }
+}
+
+extension VMPlan {
+    /// The VM layer for people: what `clawjail check` prints after the jail's steps.
+    public var text: String {
+        var out = "  vm           \(vmm.rawValue), accel \(accel.rawValue)"
+            + (accel == .tcg ? " (software emulation: NOT a security boundary, allowed by allow_tcg)" : "") + "\n"
+        out += "    guest memory \(Units.formatSize(guestMemory)), \(vcpus) vcpu\(vcpus == 1 ? "" : "s"); cgroup memory.max "
+            + "\(Units.formatSize(cgroupMemory)) (guest + \(Units.formatSize(vmmOverhead)) VMM overhead)\n"
+        func boot(_ name: String, _ b: BootFile) -> String {
+            var line = "    \(name) \(b.path)"
+            line += b.sha256.map { " sha256 \($0)" } ?? " (not read)"
+            if let pin = b.pinnedSHA256 { line += b.sha256 == pin ? " (matches the pin)" : " (pinned \(pin))" }
+            return line + "\n"
+        }
+        out += boot("kernel", kernel) + boot("initrd", initrd)
+        out += "    append \"\(kernelCommandLine)\"\n"
+        out += "    vmm command (jailed, seccomp \(seccompProfile)):\n      " + command.map(Self.quote).joined(separator: " ") + "\n"
+        out += "    shares (virtiofsd, read-only enforced on the host):\n"
+        for s in shares {
+            out += "      \(s.tag.padding(12)) \(s.guestPath) <- \(s.host)  \(s.readOnly ? "ro" : "rw") (\(s.role.rawValue))\n"
+            for p in s.readOnlyPaths { out += "        ro \(p.guestPath) <- \(p.host) (protected)\n" }
+        }
+        if let first = fileServers.first {
+            out += "    file server (one per share): " + first.argv.map(Self.quote).joined(separator: " ") + "\n"
+        }
+        out += "    control      virtio-serial port \(control.portName) <- \(control.socket)\n"
+        if let tap = network.tap, let guest = network.guestAddress, let gw = network.gateway, let prefix = network.prefixLength {
+            out += "    network      tap \(tap) (fd \(network.tapFD ?? -1)) tied to the veth; guest \(guest)/\(prefix) via \(gw)\n"
+        } else {
+            out += "    network      none: the guest has no NIC\n"
+        }
+        return out
+    }
+
+    static func quote(_ s: String) -> String {
+        if !s.isEmpty && s.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || "/._-=:,+@".utf8.contains($0) }) {
+            return s
+        }
+        return "'" + s.replacingAll("'", with: "'\\''") + "'"
+    }
+}
+
+extension String {
+    fileprivate func padding(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 }
 

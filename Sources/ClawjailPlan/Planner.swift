@@ -9,20 +9,30 @@ extension LaunchPlan {
         let network = networkPlan(spec)
         let mounts = MountPlanner(spec: spec, facts: facts, resolvConf: network.resolvConf).steps()
         let path = spec.environment.first { $0.name == "PATH" }?.value ?? Defaults.path
-        return LaunchPlan(
+        var vm: VMPlan?
+        var cgroupLimits = spec.limits
+        if let v = spec.vm {
+            let vmFacts = facts.vm ?? VMFacts(kernel: .init(path: v.kernel), initrd: .init(path: v.initrd))
+            let plan = VMPlan.make(spec, v, facts: vmFacts, baseEntries: facts.baseEntries)
+            cgroupLimits.memory = plan.cgroupMemory
+            vm = plan
+        }
+        var plan = LaunchPlan(
             kind: spec.kind, name: spec.name, agent: spec.agent,
             namespaces: Namespace.allCases,
             ids: ids.map { IdMapping(base: $0.base, count: $0.count, userInside: spec.user) },
             root: Root(staging: facts.stagingRoot, emptyDirectory: facts.emptyDirectory, tmpfsOptions: "size=4m,nr_inodes=4096,mode=0755", readOnly: true),
             mounts: mounts,
             rlimits: rlimits(spec.limits),
-            cgroup: cgroupPlan(spec.limits, facts: facts.cgroup),
+            cgroup: cgroupPlan(cgroupLimits, facts: facts.cgroup),
             network: network,
             seccomp: SeccompIdentity(profile: spec.seccompProfile, onViolation: spec.seccompOnViolation,
                                      contentHash: seccompContentHash),
             process: Process(argv: spec.argv, environment: spec.environment, pathSearch: path, cwd: spec.cwd,
                              hostname: spec.hostname, uid: spec.user, gid: spec.user, capLastCap: facts.capLastCap,
                              noNewPrivileges: true, loopbackUp: true, forwardedSignals: forwardedSignals))
+        plan.vm = vm
+        return plan
     }
 
     /// /proc entries a jail must not read, and those it may read but not write; the

@@ -1325,3 +1325,100 @@ struct ConfigEncodingTests {
         #expect(c.hostname == "alice")
     }
 }
+
+// MARK: - isolation = "vm" and [vm]
+
+@Suite("agent.toml: isolation and [vm]")
+struct VMConfigTests {
+    @Test func namespaceIsTheDefault() throws {
+        let c = try parse(agent(""))
+        #expect(c.isolation == .namespace)
+        #expect(c.vm == nil)
+        #expect(JailSpec.forAgent(c, hostEnvironment: [:]).isolation == .namespace)
+    }
+
+    @Test func vmWithoutATableTakesTheDefaults() throws {
+        let c = try parse(agent("isolation = \"vm\"\n"))
+        let vm = try #require(c.vm)
+        #expect(vm.kernel == "/var/lib/clawjail/vm/vmlinuz")
+        #expect(vm.initrd == "/var/lib/clawjail/vm/initramfs.cpio.gz")
+        #expect(vm.accel == .kvm && !vm.allowTCG)
+        let spec = try #require(JailSpec.forAgent(c, hostEnvironment: [:]).vm)
+        #expect(spec.vcpus == 1)
+        #expect(spec.memory == 512 << 20)
+        #expect(spec.accel == .kvm)
+    }
+
+    @Test func defaultsFollowLimitsAndTheStateDirectory() throws {
+        let c = try parse(agent("isolation = \"vm\"\n[limits]\ncpu = 1.5\nmemory = \"1500K\"\n"), state: "/srv/state")
+        #expect(c.vm?.kernel == "/srv/state/vm/vmlinuz")
+        let spec = try #require(JailSpec.forAgent(c, hostEnvironment: [:]).vm)
+        #expect(spec.vcpus == 2)
+        // Rounded up to whole MiB, and at least the guest minimum.
+        #expect(spec.memory == 64 << 20)
+        let d = try parse(agent("isolation = \"vm\"\n[limits]\nmemory = \"2G\"\n"))
+        #expect(JailSpec.forAgent(d, hostEnvironment: [:]).vm?.memory == 2 << 30)
+    }
+
+    @Test func everyKey() throws {
+        let pin = String(repeating: "AB", count: 32)
+        let c = try parse(agent("""
+            isolation = "vm"
+            [vm]
+            kernel = "boot/vmlinuz"
+            initrd = "/opt/vm/init.cpio.gz"
+            kernel_sha256 = "\(pin)"
+            initrd_sha256 = "\(String(repeating: "0", count: 64))"
+            vcpus = 4
+            memory = "1G"
+            accel = "tcg"
+            allow_tcg = true
+            """))
+        let vm = try #require(c.vm)
+        #expect(vm.kernel == configDirectory + "/boot/vmlinuz")
+        #expect(vm.initrd == "/opt/vm/init.cpio.gz")
+        #expect(vm.kernelSHA256 == pin.lowercased())
+        #expect(vm.vcpus == 4 && vm.memory == 1 << 30)
+        #expect(vm.accel == .tcg && vm.allowTCG)
+        let spec = try #require(JailSpec.forAgent(c, hostEnvironment: [:]).vm)
+        #expect(spec.vcpus == 4 && spec.memory == 1 << 30 && spec.accel == .tcg)
+    }
+
+    @Test func tcgNeedsAllowTCG() {
+        let issue = expectOne(agent("isolation = \"vm\"\n[vm]\naccel = \"tcg\"\n"), at: "5:9",
+                              "software emulation, not a security boundary", hint: "allow_tcg = true")
+        #expect(issue?.hint?.contains("kvm") == true)
+        expectOne(agent("isolation = \"vm\"\n[vm]\naccel = \"tcg\"\nallow_tcg = false\n"), at: "5:9", "not a security boundary")
+    }
+
+    @Test func vmTableNeedsIsolationVM() {
+        expectOne(agent("[vm]\nvcpus = 2\n"), at: "3:1", "[vm] is set but isolation is not \"vm\"", hint: "isolation = \"vm\"")
+        expectOne(agent("isolation = \"namespace\"\n[vm]\n"), at: "4:1", "isolation is not \"vm\"")
+    }
+
+    @Test func badValues() {
+        expectOne(agent("isolation = \"kvm\"\n"), at: "3:13", "isolation 'kvm' must be \"namespace\" or \"vm\"")
+        // A bad isolation is one problem, not two.
+        expectOne(agent("isolation = \"VM\"\n[vm]\n"), at: "3:13", "must be \"namespace\" or \"vm\"")
+        expectOne(agent("isolation = \"vm\"\n[vm]\naccel = \"hvf\"\n"), at: "5:9", "vm.accel 'hvf' must be \"kvm\" or \"tcg\"")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nvcpus = 0\n"), at: "5:9", "vcpus = 0 is out of range")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nvcpus = 65\n"), at: "5:9", "out of range (1-64)")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nvcpus = \"2\"\n"), at: "5:9", "'vcpus' in [vm] must be an integer")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nmemory = \"32M\"\n"), at: "5:10", "too small for a guest", hint: "at least 64M")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nmemory = \"100000K\"\n"), at: "5:10", "not a whole number of MiB")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nmemory = \"0\"\n"), at: "5:10", "memory = 0")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nkernel_sha256 = \"abc\"\n"), at: "5:17", "must be a SHA-256 as 64 hex digits")
+        expectOne(agent("isolation = \"vm\"\n[vm]\ninitrd_sha256 = \"\(String(repeating: "g", count: 64))\"\n"), at: "5:17",
+                  "vm.initrd_sha256 must be a SHA-256")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nkernel = \"../vmlinuz\"\n"), at: "5:10", "vm.kernel '../vmlinuz' contains '..'")
+        expectOne(agent("isolation = \"vm\"\n[vm]\ninitrd = \"/var/lib/clawjail/clawjail.db\"\n"), at: "5:10",
+                  "overlaps clawjail's state directory")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nallow_tcg = \"yes\"\n"), at: "5:13", "must be true or false")
+        expectOne(agent("isolation = \"vm\"\n[vm]\nvcpu = 2\n"), at: "5:1", "unknown key 'vcpu' in [vm]", hint: "did you mean 'vcpus'?")
+    }
+
+    @Test func aToolConfigHasNoIsolation() {
+        expectOne("isolation = \"vm\"\n", at: "1:1", "unknown key 'isolation' in the top level", kind: .tool)
+        expectOne("[vm]\nvcpus = 1\n", at: "1:2", "unknown key 'vm' in the top level", kind: .tool)
+    }
+}

@@ -136,7 +136,54 @@ private let cases: [Case] = [
         f.etcHiddenPresent = ["ssl/private"]
         return f
     }, ids: (0x7000_0000, 65536)),
+    Case(name: "vm-none-tcg-v2", spec: { try agent("""
+        name = "vmnone"
+        command = ["/usr/bin/python3", "agent.py"]
+        isolation = "vm"
+        [workspace]
+        host = "/srv/vmnone/ws"
+        [limits]
+        cpu = 1.5
+        [vm]
+        accel = "tcg"
+        allow_tcg = true
+        memory = "256M"
+        """) }, facts: { vmHost(v2Host()) }),
+    Case(name: "vm-egress-kvm-v1", spec: { try agent("""
+        name = "vmegress"
+        command = ["/usr/bin/node", "gw.js"]
+        isolation = "vm"
+        [workspace]
+        host = "/srv/vmegress/ws"
+        [credentials]
+        host = "/srv/vmegress/creds"
+        [[mount]]
+        host = "/opt/models"
+        path = "/models"
+        [protect]
+        paths = ["SOUL.md", "skills/"]
+        [limits]
+        memory = "1G"
+        [network]
+        mode = "egress"
+        allow = ["api.anthropic.com"]
+        [vm]
+        kernel = "/srv/vm/vmlinuz-6.1"
+        initrd = "/srv/vm/initramfs.cpio.gz"
+        kernel_sha256 = "\(String(repeating: "ab", count: 32))"
+        vcpus = 2
+        """) }, facts: { vmHost(hybridHost(), kernel: "/srv/vm/vmlinuz-6.1", initrd: "/srv/vm/initramfs.cpio.gz") }),
 ]
+
+/// A host with qemu and virtiofsd, and the boot files read (8 MiB kernel, 24 MiB initramfs).
+private func vmHost(_ base: HostFacts, kernel: String = "/var/lib/clawjail/vm/vmlinuz",
+                    initrd: String = "/var/lib/clawjail/vm/initramfs.cpio.gz") -> HostFacts {
+    var f = base
+    f.vm = VMFacts(kernel: .init(path: kernel, sha256: String(repeating: "ab", count: 32), size: 8 << 20),
+                   initrd: .init(path: initrd, sha256: String(repeating: "cd", count: 32), size: 24 << 20),
+                   tscKHz: 2_300_000)
+    return f
+}
 
 private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
 
@@ -291,5 +338,87 @@ struct PlanRuleTests {
         #expect(plan.rlimits.map(\.resource) == [.core, .nofile, .nproc, .fsize])
         #expect(plan.rlimits[2].soft == 256 + 8)
         #expect(plan.rlimits[3].soft == 1 << 30)
+    }
+}
+
+@Suite("VMPlan: rules")
+struct VMPlanRuleTests {
+    private func vmCase(_ name: String) throws -> (JailSpec, LaunchPlan, VMPlan) {
+        let c = try #require(cases.first { $0.name == name })
+        let spec = try c.spec()
+        let plan = LaunchPlan.make(spec, facts: c.facts(), ids: c.ids, seccompContentHash: nil)
+        return (spec, plan, try #require(plan.vm))
+    }
+
+    @Test func namespacePlansHaveNoVMLayer() throws {
+        for c in cases where !c.name.hasPrefix("vm-") {
+            let plan = LaunchPlan.make(try c.spec(), facts: c.facts(), ids: c.ids, seccompContentHash: nil)
+            #expect(plan.vm == nil, "\(c.name)")
+            #expect(!plan.jsonText.contains("\"vm\":"), "\(c.name)")
+        }
+    }
+
+    @Test func theCgroupAllowsGuestRAMPlusTheOverhead() throws {
+        let (_, plan, vm) = try vmCase("vm-egress-kvm-v1")
+        #expect(vm.guestMemory == 1 << 30)
+        // 64 MiB qemu + 4 shares x 16 MiB + 32 MiB of boot files; no TCG buffer under KVM.
+        #expect(vm.vmmOverhead == (64 + 4 * 16 + 32) << 20)
+        #expect(vm.cgroupMemory == vm.guestMemory + vm.vmmOverhead)
+        #expect(plan.cgroup.writes.contains { $0.file == "memory.limit_in_bytes" && $0.value == String(vm.cgroupMemory) })
+        let (_, tcgPlan, tcg) = try vmCase("vm-none-tcg-v2")
+        #expect(tcg.vmmOverhead == (64 + 4 * 16 + 32 + 128) << 20)
+        #expect(tcgPlan.cgroup.writes.contains { $0.file == "memory.max" && $0.value == String(tcg.cgroupMemory) })
+    }
+
+    @Test func sharesKeepCredentialsApartAndProtectReadOnly() throws {
+        let (_, _, vm) = try vmCase("vm-egress-kvm-v1")
+        #expect(vm.shares.map(\.tag) == ["base-usr", "workspace", "mount-1", "credentials"])
+        let ws = try #require(vm.shares.first { $0.tag == "workspace" })
+        #expect(!ws.readOnly)
+        #expect(ws.readOnlyPaths.map(\.guestPath) == ["/workspace/SOUL.md", "/workspace/skills"])
+        #expect(ws.readOnlyPaths.first?.host == "/srv/vmegress/ws/SOUL.md")
+        #expect(vm.shares.filter { $0.role != .workspace }.allSatisfy { $0.readOnly })
+        #expect(vm.fileServers.count == vm.shares.count)
+        #expect(vm.fileServers.allSatisfy { $0.argv.first == "/usr/lib/qemu/virtiofsd" && $0.argv.contains("sandbox=chroot") })
+    }
+
+    @Test func theNetworkIsATapOnlyForEgress() throws {
+        let (_, _, egress) = try vmCase("vm-egress-kvm-v1")
+        #expect(egress.network.guestAddress == "10.200.0.2")
+        #expect(egress.command.contains("tap,id=net0,fd=3,vhost=off"))
+        #expect(egress.command.contains("-accel") && egress.command.contains("kvm"))
+        #expect(egress.readOnlyBinds.contains("/dev/kvm"))
+        let (_, _, none) = try vmCase("vm-none-tcg-v2")
+        #expect(none.network.tap == nil)
+        #expect(!none.command.contains { $0.hasPrefix("tap") || $0.hasPrefix("virtio-net") })
+        #expect(none.command.contains("tcg,tb-size=128") && none.command.contains("max"))
+        #expect(!none.readOnlyBinds.contains("/dev/kvm"))
+        #expect(none.vcpus == 2)
+    }
+
+    @Test func bootProblems() throws {
+        let (spec, _, _) = try vmCase("vm-egress-kvm-v1")
+        let vm = try #require(spec.vm)
+        let good = VMFacts(kernel: .init(path: vm.kernel, sha256: String(repeating: "ab", count: 32)),
+                           initrd: .init(path: vm.initrd, sha256: "00"))
+        #expect(good.bootProblems(vm).isEmpty)
+        var mismatched = good
+        mismatched.kernel.sha256 = String(repeating: "ef", count: 32)
+        let problems = mismatched.bootProblems(vm)
+        #expect(problems.count == 1)
+        #expect(problems.first?.contains("vm.kernel_sha256 pins") == true)
+        #expect(problems.first?.contains("/srv/vm/vmlinuz-6.1") == true)
+        var missing = good
+        missing.initrd.sha256 = nil
+        #expect(missing.bootProblems(vm).first?.contains("initramfs /srv/vm/initramfs.cpio.gz is missing") == true)
+    }
+
+    @Test func checkTextShowsTheVM() throws {
+        let (_, plan, _) = try vmCase("vm-none-tcg-v2")
+        let text = plan.stepsText
+        #expect(text.contains("vm           qemu-microvm, accel tcg (software emulation: NOT a security boundary"))
+        #expect(text.contains("guest memory 256M, 2 vcpus"))
+        #expect(text.contains("network      none: the guest has no NIC"))
+        #expect(text.contains("-M microvm,memory-backend=mem"))
     }
 }

@@ -35,8 +35,48 @@ enum HostProbe {
         for m in spec.mounts where m.role == .workspace || m.role == .mount {
             if let e = entry(m.host) { f.mountSources[m.host] = e }
         }
+        if let vm = spec.vm { f.vm = vmFacts(vm, layout: layout) }
         return f
     }
+
+    /// The VMM, the file server and the boot files of a VM agent, hashed here so that
+    /// the plan records what will boot (and a pin can be checked before it does).
+    static func vmFacts(_ vm: JailSpec.VMSpec, layout: HostLayout) -> VMFacts {
+        VMFacts(kernel: bootFile(vm.kernel), initrd: bootFile(vm.initrd), tscKHz: tscKHz,
+                runDirectory: layout.runDirectory)
+    }
+
+    /// A regular file's sha256 and size, read without following a symlink at its end;
+    /// nil hash when it is missing or unreadable.
+    static func bootFile(_ path: String) -> VMFacts.BootFile {
+        guard let fd = try? FileSystem.open(path, [.readOnly, .closeOnExec, .noFollow]) else { return .init(path: path) }
+        defer { fd.close() }
+        guard let st = try? FileSystem.stat(fd), st.isRegular else { return .init(path: path) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var total: UInt64 = 0
+        while true {
+            guard let n = try? fd.read(into: &buffer) else { return .init(path: path) }
+            if n == 0 { break }
+            hasher.update(data: Array(buffer[0..<n]))
+            total += UInt64(n)
+        }
+        return .init(path: path, sha256: SHA256.lowercaseHex(hasher.finalize()), size: total)
+    }
+
+    /// The TSC frequency the guest is told (tsc_early_khz): the kernel's own figure
+    /// where it exports one, else cpu0's "cpu MHz" from /proc/cpuinfo.
+    static let tscKHz: UInt64? = {
+        if let text = try? FileSystem.readText("/sys/devices/system/cpu/cpu0/tsc_freq_khz", limit: 32),
+           let v = UInt64(text.split(separator: "\n").first ?? "") { return v }
+        guard let info = try? FileSystem.readText("/proc/cpuinfo", limit: 1 << 16) else { return nil }
+        for line in info.split(separator: "\n") where line.hasPrefix("cpu MHz") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let value = line[line.index(after: colon)...].split(separator: " ").first ?? ""
+            if let mhz = Double(value), mhz > 0 { return UInt64((mhz * 1000).rounded()) }
+        }
+        return nil
+    }()
 
     /// What `path` is, without following a symlink at its end; nil when it is absent.
     static func entry(_ path: String) -> HostFacts.Entry? {

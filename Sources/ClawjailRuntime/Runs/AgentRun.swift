@@ -25,6 +25,12 @@ public enum AgentRun {
         for w in config.warnings { Log.warning(w.description) }
         let spec = JailSpec.forAgent(config, hostEnvironment: ProcessInfoLite.environment())
         let name = spec.name
+        // Before the lock, the store and the cgroup: nothing is created for a VM agent yet.
+        if spec.vm != nil {
+            throw ClawjailError(.setup, "\(name) has isolation = \"vm\", and the VM executor is not built yet",
+                                hint: "clawjail check \(r.configPath) shows the VM plan (VMM command line, guest memory, shares, network); "
+                                    + "remove isolation = \"vm\" and [vm] to run it as a namespace jail")
+        }
 
         // One supervisor per agent, decided by the kernel (the lock dies with us).
         let lock = try JailRegistry.acquire(name, kind: .agent, layout: r.layout)

@@ -30,6 +30,7 @@ public enum CheckReport {
         let cgroup = (try? Cgroups.detect())?.facts
             ?? CgroupFacts(mode: .v2, location: "no usable cgroup hierarchy (clawjail doctor says why)")
         let facts = HostProbe.facts(for: spec, layout: layout, cgroup: cgroup)
+        try checkBootFiles(spec, facts: facts, configPath: configPath)
         var ids: (base: UInt32, count: UInt32)?
         if FileSystem.exists(layout.stateDirectory + "/" + Store.databaseFileName),
            let store = try? Store.openReadOnly(directory: layout.stateDirectory),
@@ -38,6 +39,16 @@ public enum CheckReport {
         }
         let plan = LaunchPlan.make(spec, facts: facts, ids: ids, seccompContentHash: SeccompSetup.contentHash(spec, layout: layout))
         return (config, spec, plan)
+    }
+
+    /// A VM agent whose guest kernel or initramfs is missing or not the pinned file is
+    /// refused here, before any plan is used: `check` reports it, and `run` never boots it.
+    static func checkBootFiles(_ spec: JailSpec, facts: HostFacts, configPath: String) throws(ClawjailError) {
+        guard let vm = spec.vm, let vmFacts = facts.vm else { return }
+        let problems = vmFacts.bootProblems(vm)
+        if !problems.isEmpty {
+            throw ClawjailError(.config, "\(configPath): the VM of \(spec.name) cannot boot:\n  " + problems.joined(separator: "\n  "))
+        }
     }
 
     /// `clawjail check --json`: the plan, one line of canonical JSON.
