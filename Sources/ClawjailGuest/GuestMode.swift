@@ -16,11 +16,12 @@ public enum GuestMode {
                           "virtio_net", "fuse", "virtiofs"]
     static let environment = ["PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/", "TERM=linux"]
 
-    /// PID 1 started as /init: both, so that `clawjail` as the first process of a
-    /// container is not mistaken for a guest, and `/init --help` run by the guest is a
-    /// plain command.
+    /// PID 1 started as /init, so that `clawjail` as the first process of a container
+    /// is not mistaken for a guest, and `/init --help` run by the guest is a plain
+    /// command. Swift reads its arguments from /proc/self/cmdline, which the kernel's
+    /// first process does not have yet: a PID 1 without /proc is a fresh init too.
     public static func isGuest(arguments: [String]) -> Bool {
-        ProcessInfoLite.pid == 1 && arguments.first == "/init"
+        ProcessInfoLite.pid == 1 && (arguments.first == "/init" || !FileSystem.exists("/proc/self"))
     }
 
     public static func run() -> Never {
