@@ -60,7 +60,9 @@ let package = Package(
         .target(name: "ClawjailOperator", dependencies: ["ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
                                                          "ClawjailStore", "ClawjailCgroup", "ClawjailSeccomp", "ClawjailNetwork"],
                 swiftSettings: strict),
-        .executableTarget(name: "clawjail", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
+        // Guest mode: the binary as a micro-VM's PID 1 (init, modules, the control port).
+        .target(name: "ClawjailGuest", dependencies: ["ClawjailCore", "ClawjailSystem"], swiftSettings: strict),
+        .executableTarget(name: "clawjail", dependencies: ["ClawjailGuest", "ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strict),
 
@@ -81,7 +83,7 @@ let package = Package(
                                                                 "CClawjailShims"]),
         .testTarget(name: "ClawjailOperatorTests", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailEgress", "ClawjailStore"]),
         // Needs root and real namespaces: runs the built clawjail against the kernel.
-        .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailCgroup",
+        .testTarget(name: "ClawjailPrivilegedTests", dependencies: ["ClawjailGuest", "ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailCgroup",
                                                                     "ClawjailStore", "ClawjailSystem"]),
     ]
 )

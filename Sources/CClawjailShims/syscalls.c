@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <sys/reboot.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/mount.h>
@@ -190,3 +191,9 @@ int cj_sys_wait_pidfd(int pidfd, int *status, int options) {
     }
     return 0;
 }
+
+int cj_sys_finit_module(int fd, const char *params, int flags) {
+    return (int)syscall(SYS_finit_module, fd, params, flags);
+}
+
+int cj_sys_power_off(void) { return reboot(RB_POWER_OFF); }

@@ -1,5 +1,11 @@
+import ClawjailGuest
 import ClawjailRuntime
 import ClawjailSystem
+
+// As a micro-VM's /init, the binary is the guest's PID 1 and never returns.
+if GuestMode.isGuest(arguments: CommandLine.arguments) {
+    GuestMode.run()
+}
 
 // Before anything can start a thread: the signals the supervisor forwards to jails are
 // read from a signalfd, which needs them blocked in every thread.

@@ -36,6 +36,10 @@ int cj_sys_pidfd_getfd(int pidfd, int targetfd);
 int cj_sys_close_range(unsigned int first, unsigned int last, unsigned int flags);
 int cj_sys_pipe2(int fds[2], int flags);
 int cj_sys_getrandom(void *buf, size_t len);
+/* The micro-VM guest's init: load a kernel module from an fd, and power the machine off
+ * (reboot(RB_POWER_OFF); returns only on failure). */
+int cj_sys_finit_module(int fd, const char *params, int flags);
+int cj_sys_power_off(void);
 /* Constants Swift's Glibc module hides behind _GNU_SOURCE. */
 uint64_t cj_jail_clone_flags(void);   /* CLONE_NEWUSER|NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS */
 int cj_rlimit_nproc(void);

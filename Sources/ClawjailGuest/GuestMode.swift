@@ -1,0 +1,183 @@
+import ClawjailCore
+import ClawjailSystem
+
+/// Guest mode: the clawjail binary as the micro-VM's PID 1 (/init in the initramfs that
+/// scripts/vm/guest-image packs). It mounts what the guest needs, loads the virtio
+/// modules, says READY on the control port and then runs what the host asks, one
+/// command at a time, until `shutdown`. Every failure is printed on the console (ttyS0)
+/// and ends in power-off: a guest that cannot serve its host must not hang.
+public enum GuestMode {
+    /// The virtio-serial port's name (qemu: `-device virtserialport,name=...`).
+    public static let controlPortName = "org.clawjail.control"
+    /// Where the initramfs keeps its modules, and the order they load in (each one's
+    /// dependencies first). A module without a file is taken to be built in.
+    static let moduleDirectory = "/usr/lib/clawjail/modules"
+    static let modules = ["virtio_ring", "virtio", "virtio_mmio", "virtio_console", "failover", "net_failover",
+                          "virtio_net", "fuse", "virtiofs"]
+    static let environment = ["PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/", "TERM=linux"]
+
+    /// PID 1 started as /init, so that `clawjail` as the first process of a container
+    /// is not mistaken for a guest, and `/init --help` run by the guest is a plain
+    /// command. Swift reads its arguments from /proc/self/cmdline, which the kernel's
+    /// first process does not have yet: a PID 1 without /proc is a fresh init too.
+    public static func isGuest(arguments: [String]) -> Bool {
+        ProcessInfoLite.pid == 1 && (arguments.first == "/init" || !FileSystem.exists("/proc/self"))
+    }
+
+    public static func run() -> Never {
+        do {
+            try serve()
+            console("guest: shutdown")
+        } catch {
+            console("guest: \(error); powering off")
+        }
+        GuestInit.powerOff()
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ what: String) { description = what }
+        init(_ what: String, _ errno: Errno) { description = "\(what): \(errno)" }
+    }
+
+    static func serve() throws(Failure) {
+        try mountFilesystems()
+        loadModules()
+        let port = try openControlPort()
+        let release = ProcessInfoLite.kernelRelease
+        try send(.ready(kernelRelease: release), on: port)
+        console("guest: ready (kernel \(release), up \(uptime()))")
+
+        var decoder = ControlFrameDecoder()
+        var chunk = [UInt8](repeating: 0, count: 16 << 10)
+        while true {
+            let n: Int
+            do throws(Errno) { n = try port.read(into: &chunk) } catch { throw Failure("reading the control port", error) }
+            // The host closed its end: there is nobody left to serve.
+            if n == 0 { throw Failure("the host closed the control port") }
+            decoder.append(chunk[0..<n])
+            while true {
+                let frame: ControlFrame?
+                do throws(ControlFrameError) { frame = try decoder.next() } catch { throw Failure("from the host: \(error)") }
+                guard let frame else { break }
+                switch frame {
+                case .run(let argv):
+                    try send(runCommand(argv), on: port)
+                case .shutdown:
+                    return
+                case .ready, .exit, .error:
+                    try send(.error(message: "the guest does not accept \(frame) from the host"), on: port)
+                }
+            }
+        }
+    }
+
+    static func mountFilesystems() throws(Failure) {
+        func mount(_ source: String, _ target: String, _ type: String, _ flags: UInt, _ data: String? = nil) throws(Failure) {
+            do throws(Errno) {
+                try GuestInit.mount(source, on: target, type: type, flags: flags, data: data)
+            } catch {
+                throw Failure("mount \(type) on \(target)", error)
+            }
+        }
+        let safe = GuestInit.mountNoSuid | GuestInit.mountNoExec | GuestInit.mountNoDev
+        // /dev first: the console is the only place errors can go.
+        try mount("devtmpfs", "/dev", "devtmpfs", GuestInit.mountNoSuid | GuestInit.mountNoExec, "mode=0755")
+        if let console = try? FileSystem.open("/dev/console", [.readWrite, .noControllingTerminal]) {
+            try? GuestInit.useAsStandardStreams(console)
+            if console.rawValue > 2 { console.close() }
+        }
+        try mount("proc", "/proc", "proc", safe)
+        try mount("sysfs", "/sys", "sysfs", safe)
+        try mount("run", "/run", "tmpfs", GuestInit.mountNoSuid | GuestInit.mountNoDev, "mode=0755")
+        try mount("tmp", "/tmp", "tmpfs", GuestInit.mountNoSuid | GuestInit.mountNoDev, "mode=1777")
+        try mount("cgroup2", "/sys/fs/cgroup", "cgroup2", safe)
+    }
+
+    /// A module that fails to load is reported and skipped: the control port's absence
+    /// (below) is the error that matters, and it names the module directory.
+    static func loadModules() {
+        for name in modules {
+            let path = "\(moduleDirectory)/\(name).ko"
+            guard FileSystem.exists(path) else { continue }
+            do throws(Errno) {
+                let fd = try FileSystem.open(path, [.readOnly, .closeOnExec])
+                defer { fd.close() }
+                try GuestInit.loadModule(fd)
+            } catch {
+                console("guest: cannot load \(path): \(error)")
+            }
+        }
+    }
+
+    /// The port named `controlPortName` under /sys/class/virtio-ports; udev does not run
+    /// here, but devtmpfs creates /dev/vportNpM. The device appears shortly after
+    /// virtio_console binds, so this waits for it (5 s).
+    static func openControlPort() throws(Failure) -> FD {
+        let deadline = ProcessInfoLite.monotonicNanoseconds + 5_000_000_000
+        while true {
+            let ports = (try? FileSystem.listDirectory("/sys/class/virtio-ports")) ?? []
+            for port in ports.sorted() {
+                let name = (try? FileSystem.readText("/sys/class/virtio-ports/\(port)/name", limit: 256)) ?? ""
+                guard name.trimming(" \n") == controlPortName else { continue }
+                do throws(Errno) {
+                    return try FileSystem.open("/dev/\(port)", [.readWrite, .closeOnExec, .noControllingTerminal])
+                } catch where error == .ENOENT {
+                    break   // the device node is not there yet
+                } catch {
+                    throw Failure("open /dev/\(port)", error)
+                }
+            }
+            if ProcessInfoLite.monotonicNanoseconds > deadline {
+                throw Failure("no virtio-serial port named \(controlPortName) after 5 s (ports: \(ports); modules from \(moduleDirectory))")
+            }
+            ProcessInfoLite.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
+    /// Runs argv with stdout and stderr on one pipe, and reports the status with the
+    /// first `maxExitOutput` bytes of output (the rest is read and dropped).
+    static func runCommand(_ argv: [String]) -> ControlFrame {
+        do throws(Errno) {
+            let (readEnd, writeEnd) = try pipe(cloexec: true)
+            defer { readEnd.close() }
+            let pid: pid_t
+            do throws(Errno) {
+                pid = try GuestInit.spawn(argv, environment: environment, output: writeEnd)
+            } catch {
+                writeEnd.close()
+                return .error(message: "cannot run \(argv[0]): \(error)")
+            }
+            writeEnd.close()
+            var output: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 16 << 10)
+            while true {
+                let n = try readEnd.read(into: &chunk)
+                if n == 0 { break }
+                let room = ControlFrame.maxExitOutput - output.count
+                if room > 0 { output += chunk[0..<min(n, room)] }
+            }
+            let status = try GuestInit.wait(for: pid)
+            return .exit(status: status.shellStatus, output: output)
+        } catch {
+            return .error(message: "running \(argv[0]): \(error)")
+        }
+    }
+
+    static func send(_ frame: ControlFrame, on port: FD) throws(Failure) {
+        do {
+            try port.writeAll(try frame.encoded())
+        } catch {
+            throw Failure("writing \(frame) to the control port: \(error)")
+        }
+    }
+
+    static func uptime() -> String {
+        let text = (try? FileSystem.readText("/proc/uptime", limit: 128)) ?? "?"
+        return (text.split(separator: " ").first.map(String.init) ?? "?") + " s"
+    }
+
+    static func console(_ line: String) {
+        try? FD.standardError.writeAll(line + "\n")
+    }
+}
