@@ -239,7 +239,7 @@ extension VMFacts {
         for (name, file, pin, key) in [("guest kernel", kernel, vm.kernelSHA256, "kernel"),
                                        ("initramfs", initrd, vm.initrdSHA256, "initrd")] {
             guard let sha = file.sha256 else {
-                out.append("the \(name) \(file.path) is missing or unreadable: run scripts/setup to fetch it, or set vm.\(key) to its path")
+                out.append("the \(name) \(file.path) is missing or unreadable: scripts/vm/guest-image builds it into .build/vm/guest/ (copy it here), or set vm.\(key) to its path")
                 continue
             }
             if let pin, pin != sha {
