@@ -71,8 +71,9 @@ static _Noreturn void fail(int fd, int stage, int op) {
 static int raw_setresuid(uid_t r, uid_t e, uid_t s) { return (int)syscall(SYS_setresuid, r, e, s); }
 static int raw_setresgid(gid_t r, gid_t e, gid_t s) { return (int)syscall(SYS_setresgid, r, e, s); }
 
-static int raw_mount_setattr(int dfd, const char *path, unsigned flags, uint64_t set, uint64_t clr,
-                             uint64_t propagation) {
+/* Exported: the parent's mount code (ClawjailSystem.Mount) calls the same one. */
+int cj_sys_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t set, uint64_t clr,
+                         uint64_t propagation) {
     struct mount_attr attr;
     memset(&attr, 0, sizeof attr);
     attr.attr_set = set;
@@ -212,7 +213,7 @@ static int run_op(const struct cj_op *op) {
         /* Everything below the new root is private already (the whole tree was made
          * private first, and binds of private mounts are private). */
         if (op->mattr == 0) return 0;
-        return raw_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, 0);
+        return cj_sys_mount_setattr(AT_FDCWD, op->path, recursive ? AT_RECURSIVE : 0, op->mattr, 0, 0);
     }
 
     case CJ_OP_WHITEOUT:
@@ -243,17 +244,17 @@ static int run_op(const struct cj_op *op) {
         if (S_ISDIR(st.st_mode)) {
             /* A bind of the host's empty directory: no filesystem instance per mask. */
             if (mount(op->arg, op->path, NULL, MS_BIND, NULL) < 0) return -1;
-            return raw_mount_setattr(AT_FDCWD, op->path, 0,
+            return cj_sys_mount_setattr(AT_FDCWD, op->path, 0,
                                      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, 0, 0);
         }
         if (mount("dev/null", op->path, NULL, MS_BIND, NULL) < 0) return -1;
-        return raw_mount_setattr(AT_FDCWD, op->path, 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0, 0);
+        return cj_sys_mount_setattr(AT_FDCWD, op->path, 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0, 0);
 
     case CJ_OP_READONLY:
         if (fstatat(AT_FDCWD, op->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
             return (optional && errno == ENOENT) ? 0 : -1;
         if (mount(op->path, op->path, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
-        return raw_mount_setattr(AT_FDCWD, op->path, AT_RECURSIVE, MOUNT_ATTR_RDONLY | op->mattr, 0, 0);
+        return cj_sys_mount_setattr(AT_FDCWD, op->path, AT_RECURSIVE, MOUNT_ATTR_RDONLY | op->mattr, 0, 0);
 
     case CJ_OP_WRITE_EXISTING: {
         int fd = open(op->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -559,7 +560,7 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     if (umount2(".", MNT_DETACH) < 0) fail(report_fd, CJ_STAGE_UMOUNT_OLD_ROOT, -1);
     if (chdir("/") < 0) fail(report_fd, CJ_STAGE_CHDIR_ROOT, -1);
     (void)umask(umask_saved);
-    if (p->root_readonly && raw_mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0, 0) < 0)
+    if (p->root_readonly && cj_sys_mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY, 0, 0) < 0)
         fail(report_fd, CJ_STAGE_ROOT_READONLY, -1);
 
     tmark("pivot_root");

@@ -48,16 +48,6 @@ int cj_sys_open_tree(int dfd, const char *path, unsigned int flags) {
     return (int)syscall(SYS_open_tree, dfd, path, flags);
 }
 
-int cj_sys_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
-                         uint64_t propagation) {
-    struct mount_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.attr_set = attr_set;
-    attr.attr_clr = attr_clr;
-    attr.propagation = propagation;
-    return (int)syscall(SYS_mount_setattr, dfd, path, flags, &attr, sizeof attr);
-}
-
 int cj_sys_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct {
         uint64_t flags, mode, resolve;

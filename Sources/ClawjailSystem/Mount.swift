@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CClawjailChild
 import CClawjailShims
 
 /// The new mount API, used by the parent to prepare detached mount trees before clone:

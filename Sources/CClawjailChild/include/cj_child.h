@@ -183,6 +183,11 @@ int cj_init_image_fd(void);
 /* A sealed, CLOEXEC memfd holding `len` bytes of BPF for the exec'd init; or -errno. */
 int cj_bpf_memfd(const void *bpf, size_t len);
 
+/* mount_setattr(2), which glibc 2.36 lacks: async-signal-safe, used by the child and,
+ * through ClawjailSystem, by the parent. Returns the raw result, -1 and errno on error. */
+int cj_sys_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
+                         uint64_t attr_clr, uint64_t propagation);
+
 /* clone3 the jail. Returns 0, or -errno with nothing left behind. */
 int cj_spawn(const struct cj_plan *plan, struct cj_spawn_result *out);
 

@@ -27,8 +27,6 @@ int cj_plan_add_rlimit(struct cj_plan *plan, int resource, uint64_t soft, uint64
 
 /* Small syscall shims that glibc 2.36 lacks. Each returns the raw result, -1 and errno on error. */
 int cj_sys_open_tree(int dfd, const char *path, unsigned int flags);
-int cj_sys_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set,
-                         uint64_t attr_clr, uint64_t propagation);
 int cj_sys_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 int cj_sys_pidfd_open(pid_t pid, unsigned int flags);
 int cj_sys_pidfd_send_signal(int pidfd, int sig);
