@@ -578,11 +578,16 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
 
     /* Privileges: lock the securebits so that uid 0 inside never regains capabilities
      * through exec, empty the bounding set, become the jail user, empty every set. */
-    if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-                                     SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
-              0, 0, 0) < 0)
-        fail(report_fd, CJ_STAGE_SECUREBITS, -1);
+    /* A jail that keeps capabilities (keep_caps, the VMM jail only) keeps them as
+     * ambient ones, the only kind that survives an exec under SECBIT_NOROOT: its
+     * securebits leave ambient raising possible, and PR_SET_KEEPCAPS unlocked, which
+     * setpriv needs to change to the VMM's uid (it then clears the inheritable and
+     * ambient sets itself, so that the VMM execs with none). */
+    unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED;
+    if (p->keep_caps == 0) bits |= SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_SECUREBITS, -1);
     for (int cap = 0; cap <= p->cap_last_cap; cap++) {
+        if (cap < 64 && (p->keep_caps & (1ULL << cap))) continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(report_fd, CJ_STAGE_CAPBSET, cap);
     }
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_AMBIENT, -1);
@@ -593,7 +598,17 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     memset(&hdr, 0, sizeof hdr);
     memset(data, 0, sizeof data);
     hdr.version = _LINUX_CAPABILITY_VERSION_3;
+    for (int i = 0; i < 2; i++) {
+        uint32_t word = (uint32_t)(p->keep_caps >> (32 * i));
+        data[i].permitted = word;
+        data[i].effective = word;
+        data[i].inheritable = word;
+    }
     if (syscall(SYS_capset, &hdr, data) < 0) fail(report_fd, CJ_STAGE_CAPSET, -1);
+    for (int cap = 0; cap < 64 && p->keep_caps != 0; cap++) {
+        if ((p->keep_caps & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            fail(report_fd, CJ_STAGE_AMBIENT, cap);
+    }
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_NO_NEW_PRIVS, -1);
     /* Not dumpable: the command, running as the same uid, cannot open /proc/1/mem. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail(report_fd, CJ_STAGE_DUMPABLE, -1);

@@ -187,3 +187,54 @@ int cj_sys_finit_module(int fd, const char *params, int flags) {
 }
 
 int cj_sys_power_off(void) { return reboot(RB_POWER_OFF); }
+
+pid_t cj_guest_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                     uint32_t uid, uint32_t gid, const int fds[3]) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0) return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(report[0]);
+        close(report[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        int err = 0;
+        sigset_t none;
+        sigemptyset(&none);
+        for (int sig = 1; sig < 65; sig++) (void)signal(sig, SIG_DFL);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        /* dup2 keeps the source open; 0..2 are moved up first so that one source fd
+         * that is also a target is not overwritten before it is used. */
+        int moved[3];
+        for (int i = 0; i < 3; i++) {
+            moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+            if (moved[i] < 0) goto failed;
+        }
+        if (setsid() < 0) goto failed;
+        if (syscall(SYS_setgroups, 0, NULL) < 0) goto failed;
+        if (syscall(SYS_setresgid, gid, gid, gid) < 0) goto failed;
+        if (syscall(SYS_setresuid, uid, uid, uid) < 0) goto failed;
+        if (chdir(cwd) < 0) goto failed;
+        for (int i = 0; i < 3; i++) {
+            if (dup2(moved[i], i) < 0) goto failed;
+        }
+        execve(path, argv, envp);
+    failed:
+        err = errno;
+        (void)!write(report[1], &err, sizeof err);
+        _exit(127);
+    }
+    close(report[1]);
+    int err = 0;
+    ssize_t n;
+    do { n = read(report[0], &err, sizeof err); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof err) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return -err;
+    }
+    return pid;
+}

@@ -64,6 +64,10 @@ public struct JailSpec: Sendable, Hashable {
     public struct EnvironmentVariable: Sendable, Hashable, Comparable {
         public var name: String
         public var value: String
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
         public static func < (a: Self, b: Self) -> Bool { a.name < b.name }
     }
 

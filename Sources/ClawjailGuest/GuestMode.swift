@@ -47,29 +47,176 @@ public enum GuestMode {
         let release = ProcessInfoLite.kernelRelease
         try send(.ready(kernelRelease: release), on: port)
         console("guest: ready (kernel \(release), up \(uptime()))")
+        var server = Server(port: port)
+        try server.loop()
+    }
 
+    /// The control loop: frames from the host, the sessions' output within the host's
+    /// credit, their stdin within ours, and their exits.
+    struct Server {
+        let port: FD
         var decoder = ControlFrameDecoder()
-        var chunk = [UInt8](repeating: 0, count: 16 << 10)
-        while true {
-            let n: Int
-            do throws(Errno) { n = try port.read(into: &chunk) } catch { throw Failure("reading the control port", error) }
-            // The host closed its end: there is nobody left to serve.
-            if n == 0 { throw Failure("the host closed the control port") }
-            decoder.append(chunk[0..<n])
+        var sessions: [UInt32: GuestSession] = [:]
+
+        init(port: FD) { self.port = port }
+
+        mutating func loop() throws(Failure) {
+            var chunk = [UInt8](repeating: 0, count: 64 << 10)
             while true {
-                let frame: ControlFrame?
-                do throws(ControlFrameError) { frame = try decoder.next() } catch { throw Failure("from the host: \(error)") }
-                guard let frame else { break }
-                switch frame {
-                case .run(let argv):
-                    try send(runCommand(argv), on: port)
-                case .shutdown:
-                    return
-                case .ready, .exit, .error:
-                    try send(.error(message: "the guest does not accept \(frame) from the host"), on: port)
+                let ordered = sessions.values.sorted { $0.id < $1.id }
+                var entries = [Poll.Entry(fd: port, events: .readable)]
+                var slots: [(GuestSession, Int)] = []   // session, what: 0/1 output, 2 stdin, 3 pidfd
+                for s in ordered {
+                    for i in 0..<2 {
+                        if let fd = s.outputs[i], s.credit[i] > 0 {
+                            entries.append(Poll.Entry(fd: fd, events: .readable))
+                            slots.append((s, i))
+                        }
+                    }
+                    if let fd = s.stdinPipe, !s.stdinPending.isEmpty {
+                        entries.append(Poll.Entry(fd: fd, events: .writable))
+                        slots.append((s, 2))
+                    }
+                    if s.status == nil, let pfd = s.pidfd {
+                        entries.append(Poll.Entry(fd: pfd.fd, events: .readable))
+                        slots.append((s, 3))
+                    }
+                }
+                // Draining sessions, and a pidfd that could not be opened, wake us.
+                let waiting = ordered.contains { $0.exitedAt != nil || ($0.status == nil && $0.pidfd == nil) }
+                do throws(Errno) { _ = try Poll.wait(&entries, timeoutMs: waiting ? 100 : -1) } catch {
+                    throw Failure("poll", error)
+                }
+                if !entries[0].returned.isEmpty {
+                    let n: Int
+                    do throws(Errno) { n = try port.read(into: &chunk) } catch { throw Failure("reading the control port", error) }
+                    // The host closed its end: there is nobody left to serve.
+                    if n == 0 { throw Failure("the host closed the control port") }
+                    decoder.append(chunk[0..<n])
+                    while true {
+                        let frame: ControlFrame?
+                        do throws(ControlFrameError) { frame = try decoder.next() } catch { throw Failure("from the host: \(error)") }
+                        guard let frame else { break }
+                        if try handle(frame) == .shutdown { return }
+                    }
+                }
+                for (k, (s, what)) in slots.enumerated() where !entries[k + 1].returned.isEmpty {
+                    switch what {
+                    case 0, 1:
+                        for f in s.readOutput(what) { try GuestMode.send(f, on: port) }
+                    case 2:
+                        let back = s.writeStdin()
+                        if back > 0 { try GuestMode.send(.credit(session: s.id, stream: ControlFrame.stdin, bytes: back), on: port) }
+                    default:
+                        break
+                    }
+                }
+                try reap()
+            }
+        }
+
+        enum Outcome { case going, shutdown }
+
+        mutating func handle(_ frame: ControlFrame) throws(Failure) -> Outcome {
+            switch frame {
+            case .run(let argv):
+                try GuestMode.send(runCommand(argv), on: port)
+            case .setup(let mounts, let links):
+                try GuestMode.send(setUp(mounts, links), on: port)
+            case .spawn(let request):
+                guard sessions[request.session] == nil else {
+                    try GuestMode.send(.error(message: "session \(request.session) already exists"), on: port)
+                    return .going
+                }
+                let started: Result<GuestSession, Errno>
+                do throws(Errno) { started = .success(try GuestSession.start(request)) } catch { started = .failure(error) }
+                switch started {
+                case .success(let s):
+                    sessions[s.id] = s
+                    try GuestMode.send(.started(session: s.id, pid: s.pid), on: port)
+                    try GuestMode.send(.credit(session: s.id, stream: ControlFrame.stdin, bytes: GuestSession.stdinWindow), on: port)
+                case .failure(let error):
+                    try GuestMode.send(.error(message: "cannot start \(request.argv[0]) in the guest: \(error)"), on: port)
+                    try GuestMode.send(.exited(session: request.session, code: error == .ENOENT ? 127 : 126, signal: 0), on: port)
+                }
+            case .data(let id, let stream, let bytes):
+                guard stream == ControlFrame.stdin, let s = sessions[id] else { break }
+                if bytes.isEmpty {
+                    s.stdinEnded = true
+                    if s.stdinPending.isEmpty { s.closeStdin() }
+                } else if s.stdinPipe != nil {
+                    // Beyond the credit we granted: the host is broken; drop it rather than buffer.
+                    guard s.stdinPending.count + bytes.count <= Int(GuestSession.stdinWindow) else {
+                        throw Failure("the host sent \(bytes.count) stdin bytes beyond its credit")
+                    }
+                    s.stdinPending += bytes
+                    let back = s.writeStdin()
+                    if back > 0 { try GuestMode.send(.credit(session: id, stream: ControlFrame.stdin, bytes: back), on: port) }
+                } else {
+                    // stdin is closed: credit it back so that the host does not wait.
+                    try GuestMode.send(.credit(session: id, stream: ControlFrame.stdin, bytes: UInt32(bytes.count)), on: port)
+                }
+            case .credit(let id, let stream, let bytes):
+                guard stream != ControlFrame.stdin, let s = sessions[id] else { break }
+                let i = Int(stream) - 1
+                s.credit[i] = s.credit[i] &+ bytes
+                for f in s.readOutput(i) { try GuestMode.send(f, on: port) }
+            case .signal(let id, let sig):
+                if let s = sessions[id], s.status == nil { GuestInit.signal(s.pid, sig) }
+            case .shutdown:
+                for s in sessions.values { GuestInit.signalGroup(s.pid, Signal.kill.rawValue) }
+                return .shutdown
+            case .ready, .exit, .error, .setupDone, .started, .exited:
+                try GuestMode.send(.error(message: "the guest does not accept \(frame) from the host"), on: port)
+            }
+            return .going
+        }
+
+        /// Reaps every exited child (the init inherits orphans too), and sends the
+        /// `exited` of each session whose output is all out.
+        mutating func reap() throws(Failure) {
+            let now = ProcessInfoLite.monotonicNanoseconds
+            for (pid, status) in GuestInit.reapExited() {
+                if let s = sessions.values.first(where: { $0.pid == pid }) {
+                    s.status = status
+                    s.exitedAt = now
+                    s.closeStdin()
+                }
+            }
+            for s in sessions.values.sorted(by: { $0.id < $1.id }) where s.status != nil {
+                for f in s.cutOffIfDrained(now: now) { try GuestMode.send(f, on: port) }
+                if s.finished {
+                    try GuestMode.send(s.exitFrame, on: port)
+                    s.close()
+                    sessions[s.id] = nil
                 }
             }
         }
+    }
+
+    /// The host's shares, each mounted where the host asked, and the base's symlinks.
+    static func setUp(_ mounts: [ControlFrame.GuestMount], _ links: [ControlFrame.GuestLink]) -> ControlFrame {
+        for m in mounts {
+            guard m.path.hasPrefix("/"), !m.path.split(separator: "/").contains("..") else {
+                return .error(message: "setup: \(m.path) is not an absolute path")
+            }
+            do throws(Errno) {
+                _ = try FileSystem.mkdirs(m.path)
+                var flags = GuestInit.mountNoSuid | GuestInit.mountNoDev
+                if m.readOnly { flags |= GuestInit.mountReadOnly }
+                try GuestInit.mount(m.tag, on: m.path, type: "virtiofs", flags: flags)
+            } catch {
+                return .error(message: "setup: mount virtiofs \(m.tag) on \(m.path): \(error)")
+            }
+        }
+        for l in links {
+            do throws(Errno) { try GuestInit.symlink(l.target, at: l.path) } catch where error == .EEXIST {
+                continue
+            } catch {
+                return .error(message: "setup: symlink \(l.path) -> \(l.target): \(error)")
+            }
+        }
+        return .setupDone
     }
 
     static func mountFilesystems() throws(Failure) {

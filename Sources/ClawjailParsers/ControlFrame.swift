@@ -12,8 +12,23 @@
 ///       0x03 exit       i32 status (128+N for signal N), str output guest → host
 ///       0x04 shutdown   (empty)                                     host → guest
 ///       0x05 error      str message                                 guest → host
+///       0x06 setup      u32 n, n × (str tag, str path, u8 read-only),
+///                       u32 m, m × (str path, str target)           host → guest
+///       0x07 setupDone  (empty)                                     guest → host
+///       0x08 spawn      u32 session, u32 uid, u32 gid, str cwd,
+///                       u32 count × str (argv), u32 count × str (env) host → guest
+///       0x09 started    u32 session, i32 pid                        guest → host
+///       0x0a data       u32 session, u8 stream, u32 n + n bytes     both ways
+///       0x0b credit     u32 session, u8 stream, u32 bytes           both ways
+///       0x0c signal     u32 session, i32 signal                     host → guest
+///       0x0d exited     u32 session, i32 code, i32 signal           guest → host
 ///
-///     str = u32 byte count + UTF-8 bytes
+///     str = u32 byte count + UTF-8 bytes; stream 0 stdin, 1 stdout, 2 stderr
+///
+/// Streams are credit-based: a side sends `data` on a stream only within the bytes the
+/// other side granted with `credit` (stdout and stderr: the host grants; stdin: the
+/// guest does), so neither can make the other buffer more than its window. An empty
+/// `data` frame ends the stream.
 ///
 /// A decoded frame must use its whole body: trailing bytes are an error, so one frame
 /// cannot smuggle a second one past the length check.
@@ -23,6 +38,58 @@ public enum ControlFrame: Equatable, Sendable {
     case exit(status: Int32, output: [UInt8])
     case shutdown
     case error(message: String)
+    case setup(mounts: [GuestMount], links: [GuestLink])
+    case setupDone
+    case spawn(GuestSpawn)
+    case started(session: UInt32, pid: Int32)
+    case data(session: UInt32, stream: UInt8, bytes: [UInt8])
+    case credit(session: UInt32, stream: UInt8, bytes: UInt32)
+    case signal(session: UInt32, signal: Int32)
+    case exited(session: UInt32, code: Int32, signal: Int32)
+
+    /// A virtio-fs share the guest mounts (tag from the VMM's command line).
+    public struct GuestMount: Hashable, Sendable {
+        public var tag: String
+        public var path: String
+        public var readOnly: Bool
+        public init(tag: String, path: String, readOnly: Bool) {
+            self.tag = tag
+            self.path = path
+            self.readOnly = readOnly
+        }
+    }
+
+    /// A symlink of the guest's root (bin -> usr/bin on a merged-/usr host).
+    public struct GuestLink: Hashable, Sendable {
+        public var path: String
+        public var target: String
+        public init(path: String, target: String) {
+            self.path = path
+            self.target = target
+        }
+    }
+
+    /// A process the guest starts with its stdio on the session's streams.
+    public struct GuestSpawn: Equatable, Sendable {
+        public var session: UInt32
+        public var uid: UInt32
+        public var gid: UInt32
+        public var cwd: String
+        public var argv: [String]
+        public var environment: [String]
+        public init(session: UInt32, uid: UInt32, gid: UInt32, cwd: String, argv: [String], environment: [String]) {
+            self.session = session
+            self.uid = uid
+            self.gid = gid
+            self.cwd = cwd
+            self.argv = argv
+            self.environment = environment
+        }
+    }
+
+    public static let stdin: UInt8 = 0
+    public static let stdout: UInt8 = 1
+    public static let stderr: UInt8 = 2
 
     /// The largest body (type + payload). 64 KiB keeps the host's buffer per guest small.
     public static let maxBody = 64 << 10
@@ -30,9 +97,12 @@ public enum ControlFrame: Equatable, Sendable {
     public static let headerSize = 4
     /// What an `exit` frame may carry of a command's output: the body minus its fields.
     public static let maxExitOutput = maxBody - 1 - 4 - 4
+    /// The most one `data` frame carries: the body minus type, session, stream, length.
+    public static let maxData = maxBody - 1 - 4 - 1 - 4
 
     enum Kind: UInt8 {
         case ready = 1, run = 2, exit = 3, shutdown = 4, error = 5
+        case setup = 6, setupDone = 7, spawn = 8, started = 9, data = 10, credit = 11, signal = 12, exited = 13
     }
 
     /// The frame's bytes; throws when the body would exceed `maxBody`.
@@ -56,6 +126,53 @@ public enum ControlFrame: Equatable, Sendable {
         case .error(let message):
             body.append(Kind.error.rawValue)
             Self.putString(message, into: &body)
+        case .setup(let mounts, let links):
+            body.append(Kind.setup.rawValue)
+            Self.putU32(UInt32(mounts.count), into: &body)
+            for m in mounts {
+                Self.putString(m.tag, into: &body)
+                Self.putString(m.path, into: &body)
+                body.append(m.readOnly ? 1 : 0)
+            }
+            Self.putU32(UInt32(links.count), into: &body)
+            for l in links {
+                Self.putString(l.path, into: &body)
+                Self.putString(l.target, into: &body)
+            }
+        case .setupDone:
+            body.append(Kind.setupDone.rawValue)
+        case .spawn(let s):
+            body.append(Kind.spawn.rawValue)
+            Self.putU32(s.session, into: &body)
+            Self.putU32(s.uid, into: &body)
+            Self.putU32(s.gid, into: &body)
+            Self.putString(s.cwd, into: &body)
+            Self.putStrings(s.argv, into: &body)
+            Self.putStrings(s.environment, into: &body)
+        case .started(let session, let pid):
+            body.append(Kind.started.rawValue)
+            Self.putU32(session, into: &body)
+            Self.putU32(UInt32(bitPattern: pid), into: &body)
+        case .data(let session, let stream, let bytes):
+            body.append(Kind.data.rawValue)
+            Self.putU32(session, into: &body)
+            body.append(stream)
+            Self.putU32(UInt32(bytes.count), into: &body)
+            body += bytes
+        case .credit(let session, let stream, let bytes):
+            body.append(Kind.credit.rawValue)
+            Self.putU32(session, into: &body)
+            body.append(stream)
+            Self.putU32(bytes, into: &body)
+        case .signal(let session, let signal):
+            body.append(Kind.signal.rawValue)
+            Self.putU32(session, into: &body)
+            Self.putU32(UInt32(bitPattern: signal), into: &body)
+        case .exited(let session, let code, let signal):
+            body.append(Kind.exited.rawValue)
+            Self.putU32(session, into: &body)
+            Self.putU32(UInt32(bitPattern: code), into: &body)
+            Self.putU32(UInt32(bitPattern: signal), into: &body)
         }
         guard body.count <= Self.maxBody else { throw .tooLarge(body.count) }
         var frame: [UInt8] = []
@@ -74,12 +191,7 @@ public enum ControlFrame: Equatable, Sendable {
         case .ready:
             frame = .ready(kernelRelease: try reader.string())
         case .run:
-            let count = try reader.u32()
-            // Each argument takes at least its 4-byte length: a count beyond that is a lie.
-            guard Int(count) <= reader.remaining / 4 else { throw .malformed("run: \(count) arguments in \(reader.remaining) bytes") }
-            var argv: [String] = []
-            argv.reserveCapacity(Int(count))
-            for _ in 0..<count { argv.append(try reader.string()) }
+            let argv = try reader.strings("run")
             guard !argv.isEmpty else { throw .malformed("run: empty argv") }
             frame = .run(argv: argv)
         case .exit:
@@ -89,6 +201,49 @@ public enum ControlFrame: Equatable, Sendable {
             frame = .shutdown
         case .error:
             frame = .error(message: try reader.string())
+        case .setup:
+            // Each entry takes at least its fields' lengths: a count beyond that is a lie.
+            let n = try reader.u32()
+            guard Int(n) <= reader.remaining / 9 else { throw .malformed("setup: \(n) mounts in \(reader.remaining) bytes") }
+            var mounts: [GuestMount] = []
+            for _ in 0..<n {
+                let tag = try reader.string()
+                let path = try reader.string()
+                let ro = try reader.u8()
+                guard ro <= 1 else { throw .malformed("setup: read-only flag \(ro)") }
+                mounts.append(GuestMount(tag: tag, path: path, readOnly: ro == 1))
+            }
+            let m = try reader.u32()
+            guard Int(m) <= reader.remaining / 8 else { throw .malformed("setup: \(m) links in \(reader.remaining) bytes") }
+            var links: [GuestLink] = []
+            for _ in 0..<m { links.append(GuestLink(path: try reader.string(), target: try reader.string())) }
+            frame = .setup(mounts: mounts, links: links)
+        case .setupDone:
+            frame = .setupDone
+        case .spawn:
+            let session = try reader.u32()
+            let uid = try reader.u32()
+            let gid = try reader.u32()
+            let cwd = try reader.string()
+            let argv = try reader.strings("spawn")
+            guard !argv.isEmpty else { throw .malformed("spawn: empty argv") }
+            let env = try reader.strings("spawn")
+            frame = .spawn(GuestSpawn(session: session, uid: uid, gid: gid, cwd: cwd, argv: argv, environment: env))
+        case .started:
+            frame = .started(session: try reader.u32(), pid: Int32(bitPattern: try reader.u32()))
+        case .data:
+            let session = try reader.u32()
+            let stream = try reader.stream()
+            frame = .data(session: session, stream: stream, bytes: try reader.field())
+        case .credit:
+            let session = try reader.u32()
+            let stream = try reader.stream()
+            frame = .credit(session: session, stream: stream, bytes: try reader.u32())
+        case .signal:
+            frame = .signal(session: try reader.u32(), signal: Int32(bitPattern: try reader.u32()))
+        case .exited:
+            frame = .exited(session: try reader.u32(), code: Int32(bitPattern: try reader.u32()),
+                            signal: Int32(bitPattern: try reader.u32()))
         }
         guard reader.remaining == 0 else { throw .malformed("\(reader.remaining) bytes after a \(kind) frame") }
         return frame
@@ -96,6 +251,11 @@ public enum ControlFrame: Equatable, Sendable {
 
     static func putU32(_ v: UInt32, into out: inout [UInt8]) {
         out += [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)]
+    }
+
+    static func putStrings(_ list: [String], into out: inout [UInt8]) {
+        putU32(UInt32(list.count), into: &out)
+        for s in list { putString(s, into: &out) }
     }
 
     static func putString(_ s: String, into out: inout [UInt8]) {
@@ -128,6 +288,23 @@ public enum ControlFrame: Equatable, Sendable {
             let out = Array(bytes.prefix(n))
             bytes = bytes.dropFirst(n)
             return out
+        }
+
+        /// A count and that many strings; each takes at least its 4-byte length, so a
+        /// count beyond that is a lie.
+        mutating func strings(_ frame: String) throws(ControlFrameError) -> [String] {
+            let count = try u32()
+            guard Int(count) <= remaining / 4 else { throw .malformed("\(frame): \(count) strings in \(remaining) bytes") }
+            var out: [String] = []
+            out.reserveCapacity(Int(count))
+            for _ in 0..<count { out.append(try string()) }
+            return out
+        }
+
+        mutating func stream() throws(ControlFrameError) -> UInt8 {
+            let s = try u8()
+            guard s <= 2 else { throw .malformed("stream \(s)") }
+            return s
         }
 
         mutating func string() throws(ControlFrameError) -> String {

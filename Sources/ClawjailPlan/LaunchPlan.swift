@@ -99,6 +99,29 @@ public struct LaunchPlan: Sendable, Hashable {
         public var loopbackUp: Bool
         /// Signals the jail's init forwards to the command.
         public var forwardedSignals: [String]
+        /// Capabilities the command keeps (as ambient ones, within the jail's user
+        /// namespace): none for every jail but a VM agent's VMM jail, whose file servers
+        /// need a few (`VMPlan.fileServerCapabilities`).
+        public var keptCapabilities: [Capability] = []
+    }
+
+    /// The capabilities a plan may keep, with their numbers (linux/capability.h).
+    public enum Capability: String, Sendable, Hashable, CaseIterable {
+        case chown = "CAP_CHOWN", dacOverride = "CAP_DAC_OVERRIDE", fowner = "CAP_FOWNER", fsetid = "CAP_FSETID"
+        case setgid = "CAP_SETGID", setuid = "CAP_SETUID", setpcap = "CAP_SETPCAP", sysChroot = "CAP_SYS_CHROOT"
+
+        public var number: Int {
+            switch self {
+            case .chown: return 0
+            case .dacOverride: return 1
+            case .fowner: return 3
+            case .fsetid: return 4
+            case .setgid: return 6
+            case .setuid: return 7
+            case .setpcap: return 8
+            case .sysChroot: return 18
+            }
+        }
     }
 }
 

@@ -39,7 +39,8 @@ extension LaunchPlan {
                 "hostname": .string(process.hostname),
                 "uid": .int(Int64(process.uid)),
                 "gid": .int(Int64(process.gid)),
-                "capabilities": .string("none (bounding set emptied up to \(process.capLastCap))"),
+                "capabilities": process.keptCapabilities.isEmpty ? .string("none (bounding set emptied up to \(process.capLastCap))")
+                    : .array(process.keptCapabilities.map { .string($0.rawValue) }),
                 "no_new_privileges": .bool(process.noNewPrivileges),
                 "loopback_up": .bool(process.loopbackUp),
                 "forwarded_signals": .array(process.forwardedSignals.map { .string($0) }),
@@ -168,7 +169,7 @@ extension VMPlan {
     public var json: JSONValue {
         func str(_ v: String?) -> JSONValue { v.map { .string($0) } ?? .null }
         func boot(_ b: BootFile) -> JSONValue {
-            ["path": .string(b.path), "sha256": str(b.sha256), "pinned_sha256": str(b.pinnedSHA256),
+            ["path": .string(b.path), "jail_path": .string(b.jailPath), "sha256": str(b.sha256), "pinned_sha256": str(b.pinnedSHA256),
              "size": b.size.map { .int(Int64(clamping: $0)) } ?? .null]
         }
         var net: [String: JSONValue] = ["mode": .string(network.mode.rawValue)]
@@ -195,14 +196,22 @@ extension VMPlan {
             "kernel_command_line": .string(kernelCommandLine),
             "command": .array(command.map { .string($0) }),
             "shares": .array(shares.map { s in
-                ["tag": .string(s.tag), "role": .string(s.role.rawValue), "host": .string(s.host),
+                ["tag": .string(s.tag), "role": .string(s.role.rawValue), "source": .string(s.source),
                  "guest_path": .string(s.guestPath), "read_only": .bool(s.readOnly), "socket": .string(s.socket),
-                 "read_only_paths": .array(s.readOnlyPaths.map { ["host": .string($0.host), "guest_path": .string($0.guestPath)] })]
+                 "read_only_paths": .array(s.readOnlyPaths.map { .string($0) })]
             }),
             "file_servers": .array(fileServers.map { ["tag": .string($0.tag), "argv": .array($0.argv.map { .string($0) })] }),
-            "control": ["socket": .string(control.socket), "port": .string(control.portName)],
+            "control": ["fd": .int(Int64(control.fd)), "port": .string(control.portName)],
             "network": .object(net),
-            "read_only_binds": .array(readOnlyBinds.map { .string($0) }),
+            "vmm_user": .int(Int64(vmmUser)),
+            "guest_links": .array(guestLinks.map { ["path": .string($0.path), "target": .string($0.target)] }),
+            "guest": ["argv": .array(guest.argv.map { .string($0) }), "cwd": .string(guest.cwd),
+                      "uid": .int(Int64(guest.uid)), "gid": .int(Int64(guest.gid)),
+                      "environment": .array(guest.environment.map { v in
+                          v.looksSecret ? ["name": .string(v.name), "sha256": .string(SHA256.hexDigest(of: v.value))]
+                                        : ["name": .string(v.name), "value": .string(v.value)]
+                      })],
+            "launch_script": .string(launchScript),
             "seccomp_profile": .string(seccompProfile),
         ]
     }

@@ -22,7 +22,9 @@ extension LaunchPlan {
             out += "    cgroup " + (w.controller.map { $0 + ":" } ?? "") + w.file + " = " + w.value
                 + (w.optional ? "  (if the kernel has it)" : "") + "\n"
         }
-        out += "    process uid \(process.uid) gid \(process.gid), no capabilities, no_new_privs, seccomp \(seccomp.profile)"
+        let caps = process.keptCapabilities.isEmpty ? "no capabilities"
+            : "capabilities " + process.keptCapabilities.map(\.rawValue).joined(separator: ",") + " (ambient, in the user namespace)"
+        out += "    process uid \(process.uid) gid \(process.gid), \(caps), no_new_privs, seccomp \(seccomp.profile)"
             + ", cwd \(process.cwd)\n"
         if let vm { out += vm.text }
         return out
@@ -50,16 +52,22 @@ extension VMPlan {
         }
         out += boot("kernel", kernel) + boot("initrd", initrd)
         out += "    append \"\(kernelCommandLine)\"\n"
-        out += "    vmm command (jailed, seccomp \(seccompProfile)):\n      " + command.map(Self.quote).joined(separator: " ") + "\n"
-        out += "    shares (virtiofsd, read-only enforced on the host):\n"
+        out += "    boot files   \(kernel.jailPath), \(initrd.jailPath) in the jail (read-only binds)\n"
+        out += "    vmm command (jailed, seccomp \(seccompProfile), uid \(vmmUser), no capabilities):\n      "
+            + command.map(Self.quote).joined(separator: " ") + "\n"
+        out += "    shares (virtiofsd from the jail's own mount view, read-only enforced on the host):\n"
         for s in shares {
-            out += "      \(s.tag.padding(12)) \(s.guestPath) <- \(s.host)  \(s.readOnly ? "ro" : "rw") (\(s.role.rawValue))\n"
-            for p in s.readOnlyPaths { out += "        ro \(p.guestPath) <- \(p.host) (protected)\n" }
+            out += "      \(s.tag.padding(12)) \(s.guestPath) <- jail \(s.source)  \(s.readOnly ? "ro" : "rw") (\(s.role.rawValue))\n"
+            for p in s.readOnlyPaths { out += "        ro \(p) (protected, a read-only bind in the jail)\n" }
         }
+        for l in guestLinks { out += "      symlink      \(l.path) -> \(l.target)\n" }
         if let first = fileServers.first {
             out += "    file server (one per share): " + first.argv.map(Self.quote).joined(separator: " ") + "\n"
         }
-        out += "    control      virtio-serial port \(control.portName) <- \(control.socket)\n"
+        out += "    launch       /bin/sh -c (in the jail):\n"
+        for line in launchScript.split(separator: "\n") { out += "      | \(line)\n" }
+        out += "    control      virtio-serial port \(control.portName) <- the VMM's fd \(control.fd) (the jail's stdin: a socketpair with the supervisor)\n"
+        out += "    guest runs   " + guest.argv.map(Self.quote).joined(separator: " ") + " (uid \(guest.uid), cwd \(guest.cwd))\n"
         if let tap = network.tap, let guest = network.guestAddress, let gw = network.gateway, let prefix = network.prefixLength {
             out += "    network      tap \(tap) (fd \(network.tapFD ?? -1)) tied to the veth; guest \(guest)/\(prefix) via \(gw)\n"
         } else {

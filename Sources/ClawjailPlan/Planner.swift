@@ -31,8 +31,42 @@ extension LaunchPlan {
             process: Process(argv: spec.argv, environment: spec.environment, pathSearch: path, cwd: spec.cwd,
                              hostname: spec.hostname, uid: spec.user, gid: spec.user, capLastCap: facts.capLastCap,
                              noNewPrivileges: true, loopbackUp: true, forwardedSignals: forwardedSignals))
-        plan.vm = vm
+        if let vm {
+            plan.becomeVMMJail(vm)
+        }
         return plan
+    }
+
+    /// A VM agent's jail runs the VMM, not the agent: the same namespaces, uid range,
+    /// cgroup and mount view (which the file servers export to the guest), plus the
+    /// boot files and a tmpfs for the sockets; the VMM's seccomp profile; and as its
+    /// command the launch script, as root of the jail's user namespace with only the
+    /// capabilities the file servers need (the VMM itself gets none).
+    mutating func becomeVMMJail(_ vm: VMPlan) {
+        self.vm = vm
+        let bind: MountOptions = [.readOnly, .noSuid, .noDev, .noExec]
+        mounts.append(MountStep(.mkdir(mode: 0o755), VMPlan.bootDirectory, label: "create \(VMPlan.bootDirectory)"))
+        for (file, what) in [(vm.kernel, "guest kernel"), (vm.initrd, "initramfs")] {
+            mounts.append(MountStep(.writeFile(content: [], mode: 0o444), file.jailPath, label: "create \(file.jailPath)"))
+            mounts.append(MountStep(.bindHost(source: file.path, options: bind), file.jailPath,
+                                    label: "bind the \(what) \(file.path) read-only at \(file.jailPath)"))
+        }
+        if vm.accel == .kvm {
+            mounts.append(MountStep(.writeFile(content: [], mode: 0o444), "dev/kvm", label: "create /dev/kvm"))
+            mounts.append(MountStep(.bindHost(source: "/dev/kvm", options: [.noSuid, .noExec]), "dev/kvm", label: "bind /dev/kvm"))
+        }
+        mounts.append(MountStep(.mkdir(mode: 0o755), "var", label: "create /var"))
+        mounts.append(MountStep(.mkdir(mode: 0o755), VMPlan.runDirectory, label: "create \(VMPlan.runDirectory)"))
+        mounts.append(MountStep(.tmpfs(data: "size=1m,nr_inodes=256,mode=0755", options: [.noSuid, .noDev, .noExec]), VMPlan.runDirectory,
+                                label: "mount \(VMPlan.runDirectory) (tmpfs, the VM's sockets)"))
+        seccomp = SeccompIdentity(profile: vm.seccompProfile, onViolation: nil, contentHash: seccomp.contentHash)
+        process.argv = ["/bin/sh", "-c", vm.launchScript, "clawjail-vmm"]
+        process.environment = [JailSpec.EnvironmentVariable(name: "PATH", value: "/usr/bin:/bin")]
+        process.pathSearch = "/usr/bin:/bin"
+        process.cwd = "/"
+        process.uid = 0
+        process.gid = 0
+        process.keptCapabilities = VMPlan.fileServerCapabilities
     }
 
     /// /proc entries a jail must not read, and those it may read but not write; the

@@ -21,21 +21,19 @@ public struct VMPlan: Sendable, Hashable {
     public struct Share: Sendable, Hashable {
         public var tag: String
         public var role: ShareRole
-        public var host: String
+        /// What virtiofsd serves: a path of the VMM jail's own mount view (the view a
+        /// namespace jail of this agent would have), so that /etc is the jail's filtered
+        /// /etc and [protect] paths are the jail's read-only binds.
+        public var source: String
         public var guestPath: String
         /// Enforced on the host: virtiofsd serves a read-only bind, so even a hostile
         /// guest kernel gets EROFS.
         public var readOnly: Bool
-        /// The vhost-user socket between virtiofsd and the VMM.
+        /// The vhost-user socket between virtiofsd and the VMM, inside the VMM jail.
         public var socket: String
-        /// [protect] paths inside this share: read-only binds in the view virtiofsd
-        /// serves (announced to the guest as submounts), host path and guest path.
-        public var readOnlyPaths: [ReadOnlyPath] = []
-    }
-
-    public struct ReadOnlyPath: Sendable, Hashable {
-        public var host: String
-        public var guestPath: String
+        /// [protect] paths inside this share: read-only binds of the view virtiofsd
+        /// serves (announced to the guest as submounts).
+        public var readOnlyPaths: [String] = []
     }
 
     public struct FileServer: Sendable, Hashable {
@@ -45,6 +43,8 @@ public struct VMPlan: Sendable, Hashable {
 
     public struct BootFile: Sendable, Hashable {
         public var path: String
+        /// Where the VMM jail sees it (a read-only bind of `path`).
+        public var jailPath: String
         /// As probed (recorded in the run's manifest); nil when it could not be read.
         public var sha256: String?
         /// The config's pin, if any.
@@ -52,9 +52,11 @@ public struct VMPlan: Sendable, Hashable {
         public var size: UInt64?
     }
 
-    /// The virtio-serial port of the control protocol (spawn, stdio, signals, exit).
+    /// The virtio-serial port of the control protocol (ControlFrame): the VMM's stdin,
+    /// one end of a socketpair whose other end the supervisor holds. Nothing of it is
+    /// on any filesystem.
     public struct ControlChannel: Sendable, Hashable {
-        public var socket: String
+        public var fd: Int32
         public var portName: String
     }
 
@@ -70,6 +72,15 @@ public struct VMPlan: Sendable, Hashable {
         public var prefixLength: UInt8?
     }
 
+    /// The agent's process, as the guest starts it once its shares are mounted.
+    public struct GuestProcess: Sendable, Hashable {
+        public var argv: [String]
+        public var environment: [JailSpec.EnvironmentVariable]
+        public var cwd: String
+        public var uid: UInt32
+        public var gid: UInt32
+    }
+
     public var vmm: VMM
     public var accel: AgentConfig.Accelerator
     public var vcpus: UInt32
@@ -83,26 +94,52 @@ public struct VMPlan: Sendable, Hashable {
     public var kernelCommandLine: String
     /// argv[0] is the VMM's path.
     public var command: [String]
+    /// The uid (inside the jail's user namespace) the VMM runs as, with no capabilities:
+    /// the agent's user.
+    public var vmmUser: UInt32
     public var shares: [Share]
     public var fileServers: [FileServer]
+    /// The symlinks of the guest's root (bin -> usr/bin), as the jail's base has them.
+    public var guestLinks: [ControlFrame.GuestLink]
+    public var guest: GuestProcess
     public var control: ControlChannel
     public var network: Network
-    /// Host paths bound read-only into the VMM's jail besides the shares.
-    public var readOnlyBinds: [String]
+    /// The VMM jail's command: /bin/sh starting the file servers, waiting for their
+    /// sockets, then exec'ing the VMM through setpriv (its uid, no capabilities).
+    public var launchScript: String
     /// The seccomp profile of the VMM's jail.
     public var seccompProfile: String
 }
 
 extension VMPlan {
     public static let vmmSeccompProfile = "vmm"
-    public static let controlPortName = "clawjail.control"
+    /// The guest's init looks for this name (ClawjailGuest.GuestMode.controlPortName).
+    public static let controlPortName = "org.clawjail.control"
     public static let tapName = "cjtap0"
     /// The executor passes the tap as the VMM's fd 3 (after stdio).
     public static let tapFD: Int32 = 3
+    /// The launch script moves the jail's stdin (the control socket) to fd 4, because
+    /// qemu takes no standard stream as a chardev's fd, and duplicates stdout (the
+    /// console pipe) to fd 5.
+    public static let controlFD: Int32 = 4
+    public static let consoleFD: Int32 = 5
     /// Locally administered, the same in every jail: each has its own netns and link.
     public static let guestMAC = "52:54:00:c1:a0:02"
     /// -accel tcg,tb-size: bounds TCG's translation cache (qemu's default is 1 GiB).
     public static let tcgCodeBufferMiB: UInt64 = 128
+    /// In the VMM jail: the boot files' binds, and the tmpfs the sockets live on
+    /// (virtiofsd also keeps its pid file lock under /var/run/virtiofsd).
+    public static let bootDirectory = "/vm"
+    public static let runDirectory = "/var/run"
+    public static let socketDirectory = "/var/run/clawjail-vm"
+    public static let setpriv = "/usr/bin/setpriv"
+    /// What virtiofsd needs in the VMM jail's user namespace to serve files as the
+    /// guest's uids (setfsuid/setfsgid, chown, permission overrides), to chroot into its
+    /// share, and to drop the rest of its bounding set itself (setpcap: without it
+    /// virtiofsd exits silently once the VMM connects). qemu gets none of them:
+    /// setpriv empties every set, the bounding set too, before its exec.
+    public static let fileServerCapabilities: [LaunchPlan.Capability] = [.chown, .dacOverride, .fowner, .fsetid, .setgid, .setuid,
+                                                                        .setpcap, .sysChroot]
 
     /// The VMM overhead the cgroup allows beyond guest RAM:
     /// - 64 MiB for qemu itself: heap, device models, vCPU and I/O thread stacks
@@ -120,40 +157,40 @@ extension VMPlan {
         return (total + mib - 1) / mib * mib
     }
 
+    /// `baseEntries`: the host rootfs's /usr, /bin, ... as the jail's base has them.
     public static func make(_ spec: JailSpec, _ vm: JailSpec.VMSpec, facts: VMFacts, baseEntries: [HostFacts.NamedEntry]) -> VMPlan {
-        let socketDirectory = facts.runDirectory + "/vm/" + spec.name
         var shares: [Share] = []
-        func share(_ tag: String, _ role: ShareRole, host: String, guest: String, readOnly: Bool) {
-            shares.append(Share(tag: tag, role: role, host: host, guestPath: guest, readOnly: readOnly,
+        func share(_ tag: String, _ role: ShareRole, path: String, readOnly: Bool) {
+            shares.append(Share(tag: tag, role: role, source: path, guestPath: path, readOnly: readOnly,
                                 socket: socketDirectory + "/fs-" + tag + ".sock"))
         }
-        switch spec.rootfs {
-        case .host:
-            // The directories of the host's base; the guest recreates its symlinks (bin -> usr/bin).
-            for e in baseEntries where e.entry == .directory {
-                share("base-" + e.name, .base, host: "/" + e.name, guest: "/" + e.name, readOnly: true)
+        var links: [ControlFrame.GuestLink] = []
+        // The directories of the host's base; the guest recreates its symlinks (bin -> usr/bin).
+        for e in baseEntries {
+            switch e.entry {
+            case .directory: share("base-" + e.name, .base, path: "/" + e.name, readOnly: true)
+            case .symlink(let target): links.append(.init(path: "/" + e.name, target: target))
+            case .file, .other: break
             }
-        case .directory(let root):
-            share("rootfs", .base, host: root, guest: "/", readOnly: true)
         }
+        // The jail's /etc: the host's, with the policy's entries hidden and its own files on top.
+        share("etc", .base, path: "/etc", readOnly: true)
         var mountIndex = 0
         for m in spec.mounts {
             switch m.role {
-            case .workspace: share("workspace", .workspace, host: m.host, guest: m.target, readOnly: false)
+            case .workspace: share("workspace", .workspace, path: m.target, readOnly: false)
             case .mount:
                 mountIndex += 1
-                share("mount-\(mountIndex)", .mount, host: m.host, guest: m.target, readOnly: !m.writable)
+                share("mount-\(mountIndex)", .mount, path: m.target, readOnly: !m.writable)
             case .credentials:
-                // A share of its own, so that the guest mounts it only into the agent's jail.
-                share("credentials", .credentials, host: m.host, guest: m.target, readOnly: true)
+                // A share of its own, so that the guest can keep it out of tool runs.
+                share("credentials", .credentials, path: m.target, readOnly: true)
             case .protect:
                 break
             }
         }
-        if let w = spec.workspace, let i = shares.firstIndex(where: { $0.role == .workspace }) {
-            shares[i].readOnlyPaths = spec.mounts.filter { $0.role == .protect }.map {
-                ReadOnlyPath(host: w.host + "/" + $0.host, guestPath: $0.target)
-            }
+        if let i = shares.firstIndex(where: { $0.role == .workspace }) {
+            shares[i].readOnlyPaths = spec.mounts.filter { $0.role == .protect }.map(\.target)
         }
         let fileServers = shares.map { FileServer(tag: $0.tag, argv: fileServerCommand(facts.virtiofsd, $0)) }
 
@@ -165,30 +202,74 @@ extension VMPlan {
                               prefixLength: egress ? NetworkLayout.prefixLength : nil)
         var append = ["console=ttyS0", "quiet", "panic=-1"]
         if let khz = facts.tscKHz { append.append("tsc_early_khz=\(khz)") }
-        let control = ControlChannel(socket: socketDirectory + "/control.sock", portName: controlPortName)
+        // The static Swift binary as PID 1: no backtracer to exec (there is no /proc yet).
+        append.append("SWIFT_BACKTRACE=enable=no,swift-backtrace=/none")
         let bootBytes = (facts.kernel.size ?? 0) + (facts.initrd.size ?? 0)
         let overhead = overhead(accel: vm.accel, fileServers: fileServers.count, bootFileBytes: bootBytes)
-        var binds = [vm.kernel, vm.initrd]
-        if vm.accel == .kvm { binds.append("/dev/kvm") }
+        let guest = GuestProcess(argv: spec.argv, environment: spec.environment, cwd: spec.cwd, uid: spec.user, gid: spec.user)
         var plan = VMPlan(
             vmm: .qemuMicrovm, accel: vm.accel, vcpus: vm.vcpus, guestMemory: vm.memory,
             vmmOverhead: overhead, cgroupMemory: vm.memory + overhead,
-            kernel: BootFile(path: vm.kernel, sha256: facts.kernel.sha256, pinnedSHA256: vm.kernelSHA256, size: facts.kernel.size),
-            initrd: BootFile(path: vm.initrd, sha256: facts.initrd.sha256, pinnedSHA256: vm.initrdSHA256, size: facts.initrd.size),
+            kernel: BootFile(path: vm.kernel, jailPath: bootDirectory + "/kernel", sha256: facts.kernel.sha256,
+                             pinnedSHA256: vm.kernelSHA256, size: facts.kernel.size),
+            initrd: BootFile(path: vm.initrd, jailPath: bootDirectory + "/initrd", sha256: facts.initrd.sha256,
+                             pinnedSHA256: vm.initrdSHA256, size: facts.initrd.size),
             kernelCommandLine: append.joined(separator: " "),
-            command: [], shares: shares, fileServers: fileServers, control: control, network: network,
-            readOnlyBinds: binds, seccompProfile: vmmSeccompProfile)
+            command: [], vmmUser: spec.user, shares: shares, fileServers: fileServers, guestLinks: links, guest: guest,
+            control: ControlChannel(fd: controlFD, portName: controlPortName), network: network,
+            launchScript: "", seccompProfile: vmmSeccompProfile)
         plan.command = plan.vmm.commandLine(plan, path: facts.qemu)
+        plan.launchScript = launchScript(plan)
         return plan
     }
 
     /// virtiofsd from qemu-system-common: chroot sandbox (the jail refuses unshare), no
-    /// rlimit change (the jail's are the limit), no host locks or xattrs for the guest.
+    /// rlimit change (the jail's are the limit), no host locks or xattrs for the guest,
+    /// and only the capabilities the jail kept for it (no mknod, no setfcap).
     /// It has no read-only option: a read-only share is a read-only bind in its view.
     static func fileServerCommand(_ virtiofsd: String, _ share: Share) -> [String] {
-        [virtiofsd, "--socket-path=" + share.socket, "-o", "source=" + share.host, "-o", "sandbox=chroot",
+        [virtiofsd, "--socket-path=" + share.socket, "-o", "source=" + share.source, "-o", "sandbox=chroot",
          "-o", "cache=auto", "-o", "announce_submounts", "-o", "no_posix_lock", "-o", "no_flock", "-o", "no_xattr",
-         "--rlimit-nofile=0"]
+         "-o", "modcaps=-mknod:-setfcap", "--rlimit-nofile=0"]
+    }
+
+    /// The guest's mounts, in order: the base, /etc, then the workspace and mounts.
+    public var guestMounts: [ControlFrame.GuestMount] {
+        shares.map { ControlFrame.GuestMount(tag: $0.tag, path: $0.guestPath, readOnly: $0.readOnly) }
+    }
+
+    /// The VMM jail's /bin/sh script. It moves the control socket off stdin (file
+    /// servers inherit stdin, and must not get the channel: they close 4 and 5 below), its socket is handed to the VMM's uid
+    /// (virtiofsd makes it 0700 for itself), and the VMM replaces the shell, so the
+    /// jail's init reports the VMM's own exit status.
+    static func launchScript(_ p: VMPlan) -> String {
+        var lines = ["set -u", "umask 077", "mkdir -m 0755 \(socketDirectory)",
+                     "exec \(controlFD)<&0 \(consoleFD)>&1 0</dev/null"]
+        for f in p.fileServers {
+            lines.append(f.argv.map(quote).joined(separator: " ") + " \(controlFD)<&- \(consoleFD)>&- &")
+        }
+        let sockets = p.shares.map { quote($0.socket) }.joined(separator: " ")
+        if !p.shares.isEmpty {
+            lines += [
+                "for s in \(sockets); do",
+                "  i=0",
+                "  while [ ! -S \"$s\" ]; do",
+                "    i=$((i + 1))",
+                "    if [ \"$i\" -gt 1000 ]; then echo \"clawjail-vmm: virtiofsd made no socket $s within 10 s\" >&2; exit 125; fi",
+                "    sleep 0.01",
+                "  done",
+                "  chown \(p.vmmUser):\(p.vmmUser) \"$s\"",
+                "done",
+            ]
+        }
+        // --keep-groups: the jail has no supplementary groups, and setgroups is denied
+        // in its user namespace. The inheritable and ambient sets emptied and the uid no
+        // longer 0: the exec of
+        // a file without file capabilities, under no_new_privs, leaves the VMM none.
+        let drop = [setpriv, "--reuid=\(p.vmmUser)", "--regid=\(p.vmmUser)", "--keep-groups",
+                    "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"]
+        lines.append("exec " + (drop + p.command).map(quote).joined(separator: " "))
+        return lines.joined(separator: "\n") + "\n"
     }
 }
 
@@ -211,18 +292,23 @@ extension VMPlan.VMM {
               // vhost-user-fs needs guest RAM the file servers can map.
               "-object", "memory-backend-memfd,id=mem,size=\(mib)M,share=on",
               "-global", "virtio-mmio.force-legacy=false",
-              "-nodefaults", "-no-user-config", "-nographic",
+              "-nodefaults", "-no-user-config", "-nographic", "-monitor", "none",
               // A guest panic (panic=-1 reboots) ends the VMM instead of a reboot loop.
               "-no-reboot",
               "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-              "-serial", "stdio",
-              "-kernel", p.kernel.path, "-initrd", p.initrd.path, "-append", p.kernelCommandLine]
+              // The console on the VMM's stdout (the supervisor reads it), its own
+              // messages on stderr. Through an fd set (qemu takes no standard stream
+              // there): the VMM, once setpriv changed its uid, may not open /proc/self/fd/1.
+              // append=on: a truncating open would ftruncate the pipe, which fails.
+              "-add-fd", "fd=\(VMPlan.consoleFD),set=1", "-chardev", "file,id=console,path=/dev/fdset/1,append=on",
+              "-serial", "chardev:console",
+              "-kernel", p.kernel.jailPath, "-initrd", p.initrd.jailPath, "-append", p.kernelCommandLine]
         for (i, s) in p.shares.enumerated() {
             a += ["-chardev", "socket,id=fs\(i),path=\(s.socket)",
                   "-device", "vhost-user-fs-device,chardev=fs\(i),tag=\(s.tag)"]
         }
         a += ["-device", "virtio-serial-device",
-              "-chardev", "socket,id=control,path=\(p.control.socket),server=on,wait=off",
+              "-chardev", "socket,id=control,fd=\(p.control.fd)",
               "-device", "virtserialport,chardev=control,name=\(p.control.portName)"]
         if let fd = p.network.tapFD, let mac = p.network.mac {
             a += ["-netdev", "tap,id=net0,fd=\(fd),vhost=off", "-device", "virtio-net-device,netdev=net0,mac=\(mac)"]

@@ -178,3 +178,15 @@ extension Sockets {
         try syscallRetrying { bytes.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, 0) } }
     }
 }
+
+extension Sockets {
+    /// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): a VM's control channel, one end
+    /// for the supervisor, one for the VMM (as its stdin).
+    public static func streamPair() throws(Errno) -> (FD, FD) {
+        var fds: [Int32] = [-1, -1]
+        _ = try syscallRetrying {
+            fds.withUnsafeMutableBufferPointer { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, $0.baseAddress) }
+        }
+        return (FD(fds[0]), FD(fds[1]))
+    }
+}

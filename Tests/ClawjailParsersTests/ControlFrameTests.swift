@@ -11,6 +11,19 @@ struct ControlFrameTests {
         .exit(status: -1, output: []),
         .shutdown,
         .error(message: "cannot run /nope: ENOENT"),
+        .setup(mounts: [.init(tag: "base-usr", path: "/usr", readOnly: true), .init(tag: "workspace", path: "/workspace", readOnly: false)],
+               links: [.init(path: "/bin", target: "usr/bin")]),
+        .setup(mounts: [], links: []),
+        .setupDone,
+        .spawn(.init(session: 1, uid: 1000, gid: 1000, cwd: "/workspace", argv: ["/bin/sh", "-c", "echo hi"],
+                     environment: ["PATH=/usr/bin", "HOME=/tmp"])),
+        .started(session: 1, pid: 42),
+        .data(session: 1, stream: ControlFrame.stdout, bytes: Array("out\n".utf8)),
+        .data(session: 1, stream: ControlFrame.stdin, bytes: []),
+        .credit(session: 1, stream: ControlFrame.stderr, bytes: 65536),
+        .signal(session: 1, signal: 15),
+        .exited(session: 1, code: 3, signal: 0),
+        .exited(session: 2, code: 0, signal: 9),
     ]
 
     @Test("every frame round trips, one at a time and in one stream")
@@ -76,7 +89,7 @@ struct ControlFrameTests {
             return try d.next()
         }
         #expect(throws: ControlFrameError.empty) { try decode([0, 0, 0, 0]) }
-        #expect(throws: ControlFrameError.unknownType(9)) { try decode([0, 0, 0, 1, 9]) }
+        #expect(throws: ControlFrameError.unknownType(99)) { try decode([0, 0, 0, 1, 99]) }
         // A string length past the body's end.
         #expect(throws: ControlFrameError.self) { try decode([0, 0, 0, 5, 1, 0, 0, 0, 9]) }
         // An argument count that cannot fit in the body.
@@ -87,6 +100,17 @@ struct ControlFrameTests {
         #expect(throws: ControlFrameError.self) { try decode([0, 0, 0, 2, 4, 0]) }
         // Invalid UTF-8 in a string.
         #expect(throws: ControlFrameError.self) { try decode([0, 0, 0, 6, 5, 0, 0, 0, 1, 0xff]) }
+        // A stream that is not stdin, stdout or stderr.
+        #expect(throws: ControlFrameError.malformed("stream 3")) { try decode([0, 0, 0, 10, 11, 0, 0, 0, 1, 3, 0, 0, 0, 1]) }
+        // A mount count that cannot fit, and a read-only flag that is not 0 or 1.
+        #expect(throws: ControlFrameError.self) { try decode([0, 0, 0, 5, 6, 0, 0, 1, 0]) }
+        #expect(throws: ControlFrameError.malformed("setup: read-only flag 2")) {
+            try decode([0, 0, 0, 18, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0])
+        }
+        // A spawn with an empty argv.
+        #expect(throws: ControlFrameError.self) {
+            try decode([0, 0, 0, 25, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        }
         // A partial frame is not an error: it waits for more.
         #expect(try decode([0, 0, 0, 9, 1, 0]) == nil)
     }

@@ -361,39 +361,67 @@ struct VMPlanRuleTests {
     @Test func theCgroupAllowsGuestRAMPlusTheOverhead() throws {
         let (_, plan, vm) = try vmCase("vm-egress-kvm-v1")
         #expect(vm.guestMemory == 1 << 30)
-        // 64 MiB qemu + 4 shares x 16 MiB + 32 MiB of boot files; no TCG buffer under KVM.
-        #expect(vm.vmmOverhead == (64 + 4 * 16 + 32) << 20)
+        // 64 MiB qemu + 5 shares x 16 MiB + 32 MiB of boot files; no TCG buffer under KVM.
+        #expect(vm.vmmOverhead == (64 + 5 * 16 + 32) << 20)
         #expect(vm.cgroupMemory == vm.guestMemory + vm.vmmOverhead)
         #expect(plan.cgroup.writes.contains { $0.file == "memory.limit_in_bytes" && $0.value == String(vm.cgroupMemory) })
         let (_, tcgPlan, tcg) = try vmCase("vm-none-tcg-v2")
-        #expect(tcg.vmmOverhead == (64 + 4 * 16 + 32 + 128) << 20)
+        #expect(tcg.vmmOverhead == (64 + 5 * 16 + 32 + 128) << 20)
         #expect(tcgPlan.cgroup.writes.contains { $0.file == "memory.max" && $0.value == String(tcg.cgroupMemory) })
     }
 
     @Test func sharesKeepCredentialsApartAndProtectReadOnly() throws {
         let (_, _, vm) = try vmCase("vm-egress-kvm-v1")
-        #expect(vm.shares.map(\.tag) == ["base-usr", "workspace", "mount-1", "credentials"])
+        #expect(vm.shares.map(\.tag) == ["base-usr", "etc", "workspace", "mount-1", "credentials"])
         let ws = try #require(vm.shares.first { $0.tag == "workspace" })
         #expect(!ws.readOnly)
-        #expect(ws.readOnlyPaths.map(\.guestPath) == ["/workspace/SOUL.md", "/workspace/skills"])
-        #expect(ws.readOnlyPaths.first?.host == "/srv/vmegress/ws/SOUL.md")
+        // virtiofsd serves the jail's own view: the workspace at its jail path, where
+        // [protect] paths are the jail's read-only binds.
+        #expect(ws.source == "/workspace" && ws.guestPath == "/workspace")
+        #expect(ws.readOnlyPaths == ["/workspace/SOUL.md", "/workspace/skills"])
+        #expect(vm.shares.first { $0.tag == "etc" }?.source == "/etc", "the jail's filtered /etc, not the host's")
+        #expect(vm.guestLinks.contains(.init(path: "/bin", target: "usr/bin")))
         #expect(vm.shares.filter { $0.role != .workspace }.allSatisfy { $0.readOnly })
         #expect(vm.fileServers.count == vm.shares.count)
         #expect(vm.fileServers.allSatisfy { $0.argv.first == "/usr/lib/qemu/virtiofsd" && $0.argv.contains("sandbox=chroot") })
     }
 
     @Test func theNetworkIsATapOnlyForEgress() throws {
-        let (_, _, egress) = try vmCase("vm-egress-kvm-v1")
+        let (_, egressPlan, egress) = try vmCase("vm-egress-kvm-v1")
         #expect(egress.network.guestAddress == "10.200.0.2")
         #expect(egress.command.contains("tap,id=net0,fd=3,vhost=off"))
         #expect(egress.command.contains("-accel") && egress.command.contains("kvm"))
-        #expect(egress.readOnlyBinds.contains("/dev/kvm"))
-        let (_, _, none) = try vmCase("vm-none-tcg-v2")
+        #expect(egressPlan.mounts.contains { $0.target == "dev/kvm" && $0.action == .bindHost(source: "/dev/kvm", options: [.noSuid, .noExec]) })
+        let (_, nonePlan, none) = try vmCase("vm-none-tcg-v2")
         #expect(none.network.tap == nil)
         #expect(!none.command.contains { $0.hasPrefix("tap") || $0.hasPrefix("virtio-net") })
         #expect(none.command.contains("tcg,tb-size=128") && none.command.contains("max"))
-        #expect(!none.readOnlyBinds.contains("/dev/kvm"))
+        #expect(!nonePlan.mounts.contains { $0.target == "dev/kvm" })
         #expect(none.vcpus == 2)
+    }
+
+    /// The jail runs the VMM, not the agent: root of its user namespace with only the
+    /// file servers' capabilities, the vmm profile, the boot files bound read-only; the
+    /// launch script hands the VMM to the agent's uid with nothing kept.
+    @Test func theJailRunsTheVMMAndTheGuestRunsTheAgent() throws {
+        let (spec, plan, vm) = try vmCase("vm-none-tcg-v2")
+        #expect(plan.process.argv.prefix(2) == ["/bin/sh", "-c"] && plan.process.argv[2] == vm.launchScript)
+        #expect(plan.process.uid == 0 && plan.process.gid == 0 && plan.process.cwd == "/")
+        #expect(plan.process.keptCapabilities == VMPlan.fileServerCapabilities)
+        #expect(!plan.process.keptCapabilities.contains(.setpcap) == false, "virtiofsd drops its own bounding set")
+        #expect(plan.seccomp.profile == "vmm")
+        #expect(plan.mounts.contains { $0.target == "vm/kernel" && $0.action == .bindHost(source: vm.kernel.path, options: [.readOnly, .noSuid, .noDev, .noExec]) })
+        #expect(plan.mounts.contains { $0.target == "var/run" && { if case .tmpfs = $0.action { return true } else { return false } }($0) })
+        #expect(vm.command.contains("/vm/kernel") && vm.command.contains("/vm/initrd"))
+        #expect(vm.command.contains("socket,id=control,fd=4"))
+        #expect(vm.guest.argv == spec.argv && vm.guest.uid == spec.user && vm.guest.cwd == spec.cwd)
+        #expect(vm.vmmUser == spec.user)
+        let script = vm.launchScript
+        #expect(script.contains("exec 4<&0 5>&1 0</dev/null"))
+        for f in vm.fileServers { #expect(script.contains(f.argv.joined(separator: " ") + " 4<&- 5>&- &")) }
+        #expect(script.contains("chown \(spec.user):\(spec.user) \"$s\""))
+        let last = try #require(script.split(separator: "\n").last)
+        #expect(last.hasPrefix("exec /usr/bin/setpriv --reuid=\(spec.user) --regid=\(spec.user) --keep-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- /usr/bin/qemu-system-x86_64 "), "\(last)")
     }
 
     @Test func bootProblems() throws {

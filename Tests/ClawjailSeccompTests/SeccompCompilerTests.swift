@@ -17,7 +17,7 @@ struct SeccompCompilerTests {
         }
     }
 
-    @Test(arguments: ["agent", "tool", "openclaw", "nanoclaw"])
+    @Test(arguments: ["agent", "tool", "openclaw", "nanoclaw", "vmm"])
     func shippedProfilesCompile(name: String) throws {
         let profile = try SeccompFixtures.load(name)
         let filter = try SeccompCompiler.compile(profile)

@@ -43,7 +43,7 @@ struct SeccompProfileTests {
     }
 
     @Test func shippedProfilesLoad() throws {
-        for name in ["agent", "tool", "openclaw", "nanoclaw"] {
+        for name in ["agent", "tool", "openclaw", "nanoclaw", "vmm"] {
             let p = try SeccompFixtures.load(name)
             #expect(p.name == name)
             #expect(!p.description.isEmpty)
@@ -85,7 +85,7 @@ struct SeccompProfileTests {
     /// The calls issue 20 found denied under the tool profile (make's setresuid,
     /// fs.watch's inotify, Chromium's capset, sched_* and Landlock, the personality
     /// query in any width): every shipped profile allows them.
-    @Test(arguments: ["agent", "tool", "openclaw", "nanoclaw"])
+    @Test(arguments: ["agent", "tool", "openclaw", "nanoclaw", "vmm"])
     func everydayCallsAreAllowed(name: String) throws {
         let p = try SeccompFixtures.load(name)
         for call in ["setresuid", "setresgid", "setuid", "setgid", "setgroups", "capset", "inotify_init1", "inotify_add_watch",

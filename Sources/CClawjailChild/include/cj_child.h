@@ -91,6 +91,8 @@ struct cj_plan {
     int no_new_privs;             /* always 1 in the product; a knob only for tests of the knob */
     int trace;                    /* CLAWJAIL_TRACE: timed setup steps on stderr */
     int cap_last_cap;             /* /proc/sys/kernel/cap_last_cap: the bounding set is dropped up to it */
+    uint64_t keep_caps;           /* capabilities the command keeps (ambient), 1 << CAP_x; 0 for every jail
+                                     but a VM agent's VMM jail, whose file servers need a few */
     struct cj_rlimit rlimits[CJ_MAX_RLIMITS];
     int n_rlimits;
     int forward_signals[CJ_MAX_FORWARD_SIGNALS];

@@ -251,6 +251,7 @@ public enum Launcher {
         plan.setString(\.path_search, process.pathSearch)
         p.pointee.loopback_up = process.loopbackUp ? 1 : 0
         p.pointee.cap_last_cap = process.capLastCap
+        p.pointee.keep_caps = process.keptCapabilities.reduce(UInt64(0)) { $0 | (UInt64(1) << UInt64($1.number)) }
         p.pointee.trace = Trace.enabled ? 1 : 0
         for r in lp.rlimits {
             try plan.addRlimit(resource(r.resource), soft: r.soft, hard: r.hard, name: r.label)

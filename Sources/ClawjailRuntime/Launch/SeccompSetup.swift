@@ -1,4 +1,5 @@
 import ClawjailCore
+import ClawjailPlan
 import ClawjailSeccomp
 import ClawjailSystem
 
@@ -22,8 +23,8 @@ enum SeccompSetup {
             // any TOML; a changed profile falls back to parsing (and the compiled-filter
             // cache, keyed by content).
             let selection = try SeccompCache(directory: layout.cacheDirectory + "/seccomp")
-                .select(nameOrPath: spec.seccompProfile, searchPaths: layout.profileSearchPath,
-                        violationMode: spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:)))
+                .select(nameOrPath: jailProfile(spec), searchPaths: layout.profileSearchPath,
+                        violationMode: jailViolationMode(spec))
             Log.debug("seccomp: profile \(selection.profileName) (\(selection.filter.instructionCount) instructions, "
                       + (selection.fromIndex ? "from the index" : "parsed") + ", hash \(selection.contentHash.prefix(12)))")
             return SeccompChoice(filter: selection.filter, policy: selection.policy, profileName: selection.profileName)
@@ -32,8 +33,21 @@ enum SeccompSetup {
         } catch let e as ConfigError {
             throw ClawjailError(.config, "invalid seccomp profile:\n" + e.description)
         } catch {
-            throw ClawjailError(.seccomp, "cannot prepare the seccomp profile \(spec.seccompProfile)", cause: error)
+            throw ClawjailError(.seccomp, "cannot prepare the seccomp profile \(jailProfile(spec))", cause: error)
         }
+    }
+
+    /// The profile the jail itself runs under: a VM agent's jail runs the VMM (the
+    /// agent's own profile applies in the guest).
+    static func jailProfile(_ spec: JailSpec) -> String {
+        spec.vm != nil ? VMPlan.vmmSeccompProfile : spec.seccompProfile
+    }
+
+    static func jailViolationMode(_ spec: JailSpec) -> ViolationMode? {
+        if spec.vm != nil {
+            return ProcessInfoLite.environment()["CLAWJAIL_VMM_SECCOMP"].flatMap(ViolationMode.init(rawValue:))
+        }
+        return spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:))
     }
 
     /// Takes the listener out of the jail's init (pidfd_getfd) and starts reporting.
@@ -61,10 +75,10 @@ extension SeccompSetup {
     /// The content hash of the profile the spec names, as a run's filter records it
     /// (`on_violation` applied), without compiling or caching anything: for `check`.
     static func contentHash(_ spec: JailSpec, layout: HostLayout) -> String? {
-        guard var profile = try? ProfileLocator.load(nameOrPath: spec.seccompProfile, searchPaths: layout.profileSearchPath) else {
+        guard var profile = try? ProfileLocator.load(nameOrPath: jailProfile(spec), searchPaths: layout.profileSearchPath) else {
             return nil
         }
-        if let mode = spec.seccompOnViolation.flatMap(ViolationMode.init(rawValue:)) { profile = profile.withViolationMode(mode) }
+        if let mode = jailViolationMode(spec) { profile = profile.withViolationMode(mode) }
         return profile.contentHash
     }
 }

@@ -26,10 +26,13 @@ public enum AgentRun {
         let spec = JailSpec.forAgent(config, hostEnvironment: ProcessInfoLite.environment())
         let name = spec.name
         // Before the lock, the store and the cgroup: nothing is created for a VM agent yet.
-        if spec.vm != nil {
-            throw ClawjailError(.setup, "\(name) has isolation = \"vm\", and the VM executor is not built yet",
-                                hint: "clawjail check \(r.configPath) shows the VM plan (VMM command line, guest memory, shares, network); "
-                                    + "remove isolation = \"vm\" and [vm] to run it as a namespace jail")
+        if spec.vm != nil && spec.network.mode == .egress {
+            throw ClawjailError(.setup, "\(name) has isolation = \"vm\" with network mode \"egress\", and the VM's tap to the egress veth is not wired yet",
+                                hint: "set [network] mode = \"none\" for a VM agent for now (the guest then has no NIC), or run it with isolation = \"namespace\"")
+        }
+        if spec.vm != nil && !spec.network.ingress.isEmpty {
+            throw ClawjailError(.setup, "\(name) has isolation = \"vm\" and [[ingress]], which needs the VM's network",
+                                hint: "remove [[ingress]], or run it with isolation = \"namespace\"")
         }
 
         // One supervisor per agent, decided by the kernel (the lock dies with us).
@@ -69,16 +72,25 @@ public enum AgentRun {
         let retryNs = r.recordRetryMs * 1_000_000
 
         // The agent's output reaches the terminal and the journal escaped and redacted.
+        // A VM agent's comes over the control channel instead; the VMM's own stdout is
+        // the guest console and its stderr the VMM's messages, both for the log.
+        let vm = plan.vm.map { _ in try? VMChannelFDs.make() } ?? nil
+        if plan.vm != nil && vm == nil { throw ClawjailError(.setup, "cannot create the VM's control socket and log pipes") }
         let out: (read: FD, write: FD)
         let err: (read: FD, write: FD)
         do {
             out = try pipe()
             err = try pipe()
         } catch {
+            vm?.closeAll()
             throw ClawjailError(.setup, "cannot create the output pipes", cause: error)
         }
         var request = LaunchRequest(spec: spec, plan: plan, ids: ids, layout: r.layout, cgroups: cgroups)
-        request.stdio = [0, out.write.rawValue, err.write.rawValue]
+        if let vm {
+            request.stdio = [vm.vmmControl.rawValue, vm.console.write.rawValue, vm.vmmErrors.write.rawValue]
+        } else {
+            request.stdio = [0, out.write.rawValue, err.write.rawValue]
+        }
         request.seccompBPF = seccomp.filter.bpf
         request.seccompFlags = seccomp.flags
         if NetworkHook.isNeeded(for: spec) {
@@ -94,13 +106,20 @@ public enum AgentRun {
             err.write.close()
             out.read.close()
             err.read.close()
+            vm?.closeAll()
             _ = recorder.finish(end: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0),
                                 summary: "setup failed", retryForNs: retryNs)
             throw error
         }
         out.write.close()
         err.write.close()
-        Log.info("agent \(name) started (jail pid \(jail.initProcess.pid), uid \(spec.user) -> \(ids.outside(spec.user)))")
+        vm?.closeJailEnds()
+        if let v = plan.vm {
+            Log.info("agent \(name) started in a VM (\(v.vmm.rawValue), accel \(v.accel.rawValue)\(v.accel == .tcg ? ": software emulation, not a security boundary" : ""); "
+                     + "VMM jail pid \(jail.initProcess.pid), uid \(v.vmmUser) -> \(ids.outside(v.vmmUser)))")
+        } else {
+            Log.info("agent \(name) started (jail pid \(jail.initProcess.pid), uid \(spec.user) -> \(ids.outside(spec.user)))")
+        }
 
         // Violations (log and kill modes): a line on our stderr and an audit event.
         let notifier = SeccompSetup.startNotifier(jail, seccomp) { v in
@@ -113,11 +132,26 @@ public enum AgentRun {
         let filter = OutputFilter(secrets: Secrets.collect(spec: spec))
         var options = SuperviseOptions()
         options.graceMs = r.graceMs
-        options.outputs = [OutputRelay(source: out.read, destination: .standardOutput, filter: filter),
-                           OutputRelay(source: err.read, destination: .standardError, filter: filter)]
+        var control: VMControl?
+        if let v = plan.vm, let vm {
+            out.read.close()
+            err.read.close()
+            let c = VMControl(plan: v, socket: vm.supervisor, consolePipe: vm.console.read, vmmErrors: vm.vmmErrors.read,
+                              stdout: .standardOutput, stderr: .standardError, stdin: .standardInput, filter: filter,
+                              killVM: { try? jail.initProcess.signal(.kill) })
+            options.channel = c
+            control = c
+        } else {
+            options.outputs = [OutputRelay(source: out.read, destination: .standardOutput, filter: filter),
+                               OutputRelay(source: err.read, destination: .standardError, filter: filter)]
+        }
         PosixThread.unmapRetiredStacks()
         ProcessMemory.releaseLaunchMemory()
-        let result = Supervisor.supervise(jail, options: options)
+        var result = Supervisor.supervise(jail, options: options)
+        if let control {
+            result = control.finish(result)
+            vm?.closeSupervisorEnds()
+        }
         notifier?.stop()
         do { try jail.tearDown() } catch { Log.warning(error.description) }
         let summary = result.summary(limits: spec.limits)
@@ -135,3 +169,39 @@ public enum AgentRun {
     }
 }
 
+
+/// The fds between the supervisor and a VM agent's VMM: the control socketpair (the
+/// VMM's stdin end is its virtio-serial port's backend) and the two log pipes.
+struct VMChannelFDs {
+    let supervisor: FD
+    let vmmControl: FD
+    let console: (read: FD, write: FD)
+    let vmmErrors: (read: FD, write: FD)
+
+    static func make() throws(Errno) -> VMChannelFDs {
+        let (a, b) = try Sockets.streamPair()
+        let c: (read: FD, write: FD)
+        do throws(Errno) { c = try pipe() } catch { a.close(); b.close(); throw error }
+        let e: (read: FD, write: FD)
+        do throws(Errno) { e = try pipe() } catch { a.close(); b.close(); c.read.close(); c.write.close(); throw error }
+        return VMChannelFDs(supervisor: a, vmmControl: b, console: c, vmmErrors: e)
+    }
+
+    /// Once the jail holds its copies.
+    func closeJailEnds() {
+        vmmControl.close()
+        console.write.close()
+        vmmErrors.write.close()
+    }
+
+    func closeSupervisorEnds() {
+        supervisor.close()
+        console.read.close()
+        vmmErrors.read.close()
+    }
+
+    func closeAll() {
+        closeJailEnds()
+        closeSupervisorEnds()
+    }
+}

@@ -58,6 +58,7 @@ public enum StoreAccess {
         case .timedOut: status = .timedOut
         case .setupFailed(let m): status = .setupFailed(message: m)
         case .execFailed(let m, _): status = .setupFailed(message: m)
+        case .vmFailed(let m): status = .setupFailed(message: m)
         }
         return RunOutcome(status: status, exitCode: r.exitStatus, durationMs: Int64(r.durationMs),
                           peakMemoryBytes: r.stats.memoryPeak.map { Int64(clamping: $0) },

@@ -79,45 +79,23 @@ public struct OutputFilter: Sendable {
     }
 }
 
-/// Relays one pipe (the command's stdout or stderr) to one of our fds, line by line.
-public struct OutputRelay {
-    public let source: FD
+/// Writes a byte stream to one of our fds line by line through the filter: a line
+/// longer than `maxLine` is cut, a partial line waits for its end or a pause.
+public struct LineWriter {
     let destination: FD
     let filter: OutputFilter
     var buffer: [UInt8] = []
-    public private(set) var isOpen = true
     static let maxLine = 16 * 1024
 
-    /// `source` must be the read end of a pipe; it is made non-blocking.
-    public init(source: FD, destination: FD, filter: OutputFilter) {
-        self.source = source
+    public init(destination: FD, filter: OutputFilter) {
         self.destination = destination
         self.filter = filter
-        try? source.setNonBlocking(true)
     }
 
     var hasPendingPartialLine: Bool { !buffer.isEmpty }
 
-    mutating func pump() {
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            // An error (EAGAIN: nothing more for now) ends this pump; poll says when to come back.
-            guard let n = try? source.read(into: &chunk) else { return }
-            if n > 0 {
-                buffer += chunk[0..<n]
-                emitLines()
-                continue
-            }
-            if n == 0 {
-                flushPartial()
-                isOpen = false
-                source.close()
-            }
-            return
-        }
-    }
-
-    mutating func emitLines() {
+    mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        buffer += bytes
         var start = 0
         var out: [UInt8] = []
         for i in buffer.indices where buffer[i] == 0x0a {
@@ -138,6 +116,42 @@ public struct OutputRelay {
         try? destination.writeAll(filter.apply(buffer))
         buffer.removeAll()
     }
+}
+
+/// Relays one pipe (the command's stdout or stderr) to one of our fds, line by line.
+public struct OutputRelay {
+    public let source: FD
+    var writer: LineWriter
+    public private(set) var isOpen = true
+
+    /// `source` must be the read end of a pipe; it is made non-blocking.
+    public init(source: FD, destination: FD, filter: OutputFilter) {
+        self.source = source
+        self.writer = LineWriter(destination: destination, filter: filter)
+        try? source.setNonBlocking(true)
+    }
+
+    var hasPendingPartialLine: Bool { writer.hasPendingPartialLine }
+
+    mutating func pump() {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            // An error (EAGAIN: nothing more for now) ends this pump; poll says when to come back.
+            guard let n = try? source.read(into: &chunk) else { return }
+            if n > 0 {
+                writer.feed(chunk[0..<n])
+                continue
+            }
+            if n == 0 {
+                flushPartial()
+                isOpen = false
+                source.close()
+            }
+            return
+        }
+    }
+
+    mutating func flushPartial() { writer.flushPartial() }
 
     mutating func drain(until deadline: UInt64) {
         while isOpen {

@@ -11,6 +11,9 @@ public enum RunEnd: Sendable, Equatable {
     case timedOut
     case setupFailed(String)
     case execFailed(String, Int32)   // message, errno
+    /// A VM agent's VM ended before its agent did: a guest kernel panic, a VMM crash, a
+    /// guest that never booted.
+    case vmFailed(String)
 }
 
 public struct RunResult: Sendable {
@@ -34,6 +37,7 @@ public struct RunResult: Sendable {
         case .timedOut: return "timed out after \(Units.formatDuration(limits.wallTimeMs))"
         case .setupFailed(let m): return m
         case .execFailed(let m, _): return m
+        case .vmFailed(let m): return m
         }
     }
 
@@ -71,6 +75,7 @@ public struct RunResult: Sendable {
         case .timedOut: return "timeout"
         case .setupFailed: return "setup-failed"
         case .execFailed: return "exec-failed"
+        case .vmFailed: return "vm-failed"
         }
     }
 }
@@ -85,7 +90,24 @@ public struct SuperviseOptions {
     /// Read the cgroup's usage counters at the end (for a status or a store record;
     /// a plain tool run skips the file reads).
     public var collectStats = true
+    /// A VM agent's control channel: its own fds in the poll, and the signals that
+    /// stop or reach the agent go to it instead of the jail's init.
+    public var channel: (any SupervisedChannel)?
     public init() {}
+}
+
+/// What the supervisor's loop drives besides the jail: a VM's control channel.
+public protocol SupervisedChannel: AnyObject {
+    /// The fds to watch this time round (recomputed every iteration).
+    func pollEntries() -> [Poll.Entry]
+    /// The same entries, with what poll returned.
+    func handle(_ entries: [Poll.Entry])
+    /// The longest the loop may sleep before `tick` (nil: no deadline).
+    func timeoutMs() -> Int32?
+    /// Called every time round: deadlines, pending partial lines.
+    func tick()
+    /// A signal for the agent (SIGTERM, SIGINT, ... as they arrive at the supervisor).
+    func forward(_ signal: Signal)
 }
 
 /// The signals the supervisor handles itself; they are blocked in every thread from
@@ -155,6 +177,8 @@ public enum Supervisor {
             for o in outputs where o.isOpen { fds.append(Poll.Entry(fd: o.source, events: .readable)) }
             let watcherBase = fds.count
             for w in options.watchers { fds.append(Poll.Entry(fd: w.fd, events: .readable)) }
+            let channelBase = fds.count
+            if let c = options.channel { fds += c.pollEntries() }
 
             let now = ProcessInfoLite.monotonicNanoseconds
             var timeoutMs: Int32 = -1
@@ -179,8 +203,12 @@ public enum Supervisor {
             for o in outputs where o.hasPendingPartialLine {
                 timeoutMs = timeoutMs < 0 ? 100 : min(timeoutMs, 100)
             }
+            if let ms = options.channel?.timeoutMs() {
+                timeoutMs = timeoutMs < 0 ? ms : min(timeoutMs, ms)
+            }
             // Not retried on EINTR: the timeout is worked out from the deadlines again.
             guard let n = try? Poll.waitOnce(&fds, timeoutMs: timeoutMs) else { continue }
+            options.channel?.tick()
             if n == 0 {
                 for i in outputs.indices { outputs[i].flushPartial() }
                 continue
@@ -200,11 +228,11 @@ public enum Supervisor {
                                 killJail()
                             } else {
                                 stoppedBy = sig.description
-                                try? jail.initProcess.signal(sig)
+                                if let c = options.channel { c.forward(sig) } else { try? jail.initProcess.signal(sig) }
                                 killDeadline = ProcessInfoLite.monotonicNanoseconds + options.graceMs * 1_000_000
                             }
                         default:
-                            try? jail.initProcess.signal(sig)
+                            if let c = options.channel { c.forward(sig) } else { try? jail.initProcess.signal(sig) }
                         }
                     }
                 }
@@ -217,6 +245,7 @@ public enum Supervisor {
             for (i, w) in options.watchers.enumerated() where !fds[watcherBase + i].returned.isEmpty {
                 w.handle()
             }
+            if let c = options.channel { c.handle(Array(fds[channelBase...])) }
             if !fds[0].returned.isEmpty { initExited = true }
         }
 
@@ -259,6 +288,7 @@ public enum Supervisor {
         case .timedOut: exitStatus = 124
         case .setupFailed: exitStatus = 125
         case .execFailed(_, let e): exitStatus = e == Errno.ENOENT.rawValue ? 127 : 126
+        case .vmFailed: exitStatus = 125
         }
         return RunResult(end: end, exitStatus: exitStatus, durationMs: durationMs, stats: stats, events: events,
                          stoppedBy: stoppedBy)

@@ -1,0 +1,188 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A VM agent's directory: agent.toml with isolation = "vm" (TCG, allow_tcg: KVM here
+/// is PVM and cannot boot a stock guest), the guest image scripts/vm/guest-image built,
+/// and a workspace.
+struct VMAgentFixture {
+    let name: String
+    let dir: String
+    var workspace: String { dir + "/ws" }
+    var config: String { dir + "/agent.toml" }
+
+    init(_ tag: String) throws {
+        name = "cjt-vm\(tag)-\(String(UInt32.random(in: 0...0xffffff), radix: 36))"
+        dir = try Harness.tempDirectory("vm" + tag)
+        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
+    }
+
+    /// `script` runs as `/bin/sh -c script` in the guest, as uid 1000 in /workspace.
+    func write(script: String, extra: String = "") throws {
+        let escaped = script.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+        let text = """
+        name = "\(name)"
+        command = ["/bin/sh", "-c", "\(escaped)"]
+        user = 1000
+        isolation = "vm"
+
+        [workspace]
+        host = "\(workspace)"
+
+        [network]
+        mode = "none"
+
+        [vm]
+        kernel = "\(VMGuest.kernel)"
+        initrd = "\(VMGuest.initramfs)"
+        accel = "tcg"
+        allow_tcg = true
+        memory = "256M"
+
+        \(extra)
+        """
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    func clean() { Harness.remove(dir) }
+}
+
+extension Privileged {
+    /// Under TCG (software emulation): KVM on this kind of machine is PVM and cannot
+    /// run a stock guest, so these say nothing about KVM's speed, only about behaviour.
+    @Suite("clawjail run: VM agents (TCG)", .serialized,
+           .enabled(if: VMGuest.available, "needs qemu-system-x86_64 and the guest image in .build/vm/guest (scripts/vm/guest-image)"))
+    struct VMAgentTests {
+        /// One boot, many checks: the guest's kernel, the agent's uid, stdout and stderr
+        /// apart, stdin, the workspace share (files owned by the agent's outside uid on
+        /// the host), a protected file the host keeps read-only, and the exit status.
+        @Test("a VM agent: its own kernel, stdio, workspace, [protect], exit status; nothing left behind", .timeLimit(.minutes(3)))
+        func agentInGuest() throws {
+            let a = try VMAgentFixture("run")
+            defer { a.clean() }
+            try "remember this\n".write(toFile: a.workspace + "/MEMORY.md", atomically: false, encoding: .utf8)
+            try a.write(script: """
+                echo "kernel=$(uname -r)"
+                echo "uid=$(id -u) gid=$(id -g) cwd=$(pwd)"
+                echo to-stderr >&2
+                echo made-in-guest > /workspace/from-guest.txt && echo "wrote=yes"
+                if echo overwritten > /workspace/MEMORY.md 2>/dev/null; then echo protected=writable; else echo protected=refused; fi
+                if rm -f /workspace/MEMORY.md 2>/dev/null && [ ! -e /workspace/MEMORY.md ]; then echo protected=removed; fi
+                read line; echo "stdin=$line"
+                test -e /etc/shadow && echo shadow=visible || echo shadow=hidden
+                exit 7
+                """, extra: "[protect]\npaths = [\"MEMORY.md\"]\n")
+            let r = try Harness.clawjail(["run", a.config], stdin: "hello from the host\n", timeout: 150)
+            #expect(r.status == 7, "\(r)")
+            #expect(r.stdout.contains("kernel=\(VMGuest.manifest["release"] ?? "?")"), "the agent runs on the guest kernel\n\(r)")
+            #expect(r.stdout.contains("uid=1000 gid=1000 cwd=/workspace"), "\(r)")
+            #expect(r.stderr.contains("to-stderr") && !r.stdout.contains("to-stderr"), "\(r)")
+            #expect(r.stdout.contains("wrote=yes"), "\(r)")
+            #expect(r.stdout.contains("protected=refused") && !r.stdout.contains("protected=removed"), "\(r)")
+            #expect(r.stdout.contains("stdin=hello from the host"), "\(r)")
+            #expect(r.stdout.contains("shadow=hidden"), "the guest's /etc is the jail's filtered one\n\(r)")
+            #expect(r.stderr.contains("agent \(a.name) exited 7"), "\(r)")
+            #expect(r.stderr.contains("software emulation"), "TCG is announced as such\n\(r)")
+
+            #expect((try? String(contentsOfFile: a.workspace + "/MEMORY.md", encoding: .utf8)) == "remember this\n")
+            var st = stat(), ws = stat()
+            #expect(stat(a.workspace + "/from-guest.txt", &st) == 0, "the guest's write reached the host")
+            #expect(stat(a.workspace, &ws) == 0)
+            #expect(st.st_uid == ws.st_uid && st.st_uid != 0, "owned by the agent's outside uid (\(ws.st_uid)), not \(st.st_uid)")
+            #expect((try? String(contentsOfFile: a.workspace + "/from-guest.txt", encoding: .utf8)) == "made-in-guest\n")
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+            #expect(Harness.processes(inUidRange: ws.st_uid - 1000).isEmpty, "no VMM or file server outlives the run")
+        }
+
+        @Test("SIGTERM reaches the agent in the guest; its own exit status is the run's", .timeLimit(.minutes(3)))
+        func sigtermForwarded() throws {
+            let a = try VMAgentFixture("term")
+            defer { a.clean() }
+            try a.write(script: "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.2; done")
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Harness.binary)
+            p.arguments = ["run", a.config]
+            p.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CLAWJAIL_STATE_DIR": Harness.stateDirectory]
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            nonisolated(unsafe) var seen = Data()
+            let reader = DispatchQueue(label: "vm-term")
+            let ready = DispatchSemaphore(value: 0)
+            reader.async {
+                while true {
+                    let d = out.fileHandleForReading.availableData
+                    if d.isEmpty { break }
+                    seen.append(d)
+                    if String(decoding: seen, as: UTF8.self).contains("ready") { ready.signal() }
+                }
+            }
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+            let booted = ready.wait(timeout: .now() + 90) == .success
+            #expect(booted, "the agent never said ready: \(String(decoding: err.fileHandleForReading.availableData, as: UTF8.self))")
+            guard booted else { return }
+            // While it runs: the VMM is the agent's outside uid with no capability at all,
+            // under no_new_privs and seccomp; the file servers keep only theirs.
+            var ws = stat()
+            #expect(stat(a.workspace, &ws) == 0)
+            let base = ws.st_uid - 1000
+            let jailed = Harness.processes(inUidRange: base)
+            func status(_ pid: Int32) -> [String: String] {
+                let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+                var out: [String: String] = [:]
+                for line in text.split(separator: "\n") {
+                    let kv = line.split(separator: ":", maxSplits: 1)
+                    if kv.count == 2 { out[String(kv[0])] = kv[1].trimmingCharacters(in: .whitespaces) }
+                }
+                return out
+            }
+            let qemu = jailed.filter { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.hasPrefix("qemu-system") == true }
+            #expect(qemu.count == 1, "one VMM among the jail's processes \(jailed)")
+            for pid in qemu {
+                let s = status(pid)
+                #expect(s["Uid"]?.split(separator: "\t").first == Substring(String(base + 1000)), "\(s)")
+                for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+                    #expect(s[set] == "0000000000000000", "qemu's \(set): \(s[set] ?? "?")")
+                }
+                #expect(s["NoNewPrivs"] == "1" && s["Seccomp"] == "2", "\(s)")
+            }
+            let servers = jailed.filter { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.hasPrefix("virtiofsd") == true }
+            #expect(!servers.isEmpty, "the file servers run in the same jail")
+            // CAP_CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETGID, SETUID, SETPCAP, SYS_CHROOT at most.
+            let allowed: UInt64 = 0x1 | 0x2 | 0x8 | 0x10 | 0x40 | 0x80 | 0x100 | 0x40000
+            for pid in servers {
+                let eff = UInt64(status(pid)["CapEff"] ?? "", radix: 16) ?? .max
+                #expect(eff & ~allowed == 0, "virtiofsd \(pid) has CapEff \(String(eff, radix: 16))")
+            }
+            kill(p.processIdentifier, SIGTERM)
+            #expect(Harness.eventually(timeout: 30) { !p.isRunning }, "clawjail still runs 30 s after SIGTERM")
+            p.waitUntilExit()
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            reader.sync {}
+            #expect(p.terminationStatus == 42, "\(stderr)")
+            #expect(String(decoding: seen, as: UTF8.self).contains("got-term"), "\(stderr)")
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
+        @Test("a command the guest cannot start is exit 127 with its cause", .timeLimit(.minutes(3)))
+        func failuresNameTheirCause() throws {
+            let a = try VMAgentFixture("fail")
+            defer { a.clean() }
+            try a.write(script: "true")
+            // Rewrite the command to a program that does not exist in the guest.
+            let text = try String(contentsOfFile: a.config, encoding: .utf8)
+                .replacingOccurrences(of: "command = [\"/bin/sh\", \"-c\", \"true\"]", with: "command = [\"/no/such/program\"]")
+            try text.write(toFile: a.config, atomically: true, encoding: .utf8)
+            let r = try Harness.clawjail(["run", a.config], timeout: 150)
+            #expect(r.status == 127, "\(r)")
+            #expect(r.stderr.contains("/no/such/program") && r.stderr.contains("ENOENT"), "\(r)")
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+    }
+}
