@@ -104,19 +104,20 @@ public struct VMFacts: Sendable, Hashable {
     /// The host's TSC frequency: given to the guest so that microvm need not calibrate
     /// (which hangs about 4 boots in 10 here, design/vm-test-tier.md). nil: unknown.
     public var tscKHz: UInt64?
-    /// clawjail's run directory: the VM's sockets go under <runDirectory>/vm/<name>/.
-    public var runDirectory: String
+    /// The supervisor's hard RLIMIT_NOFILE: the VMM jail cannot be given more (a child
+    /// in a new user namespace cannot raise it). nil: unlimited.
+    public var openFilesHardLimit: UInt64?
 
     public static let defaultQemu = "/usr/bin/qemu-system-x86_64"
     public static let defaultVirtiofsd = "/usr/lib/qemu/virtiofsd"
 
     public init(qemu: String = VMFacts.defaultQemu, virtiofsd: String = VMFacts.defaultVirtiofsd,
-                kernel: BootFile, initrd: BootFile, tscKHz: UInt64? = nil, runDirectory: String = Defaults.runDirectory) {
+                kernel: BootFile, initrd: BootFile, tscKHz: UInt64? = nil, openFilesHardLimit: UInt64? = 1 << 20) {
         self.qemu = qemu
         self.virtiofsd = virtiofsd
         self.kernel = kernel
         self.initrd = initrd
         self.tscKHz = tscKHz
-        self.runDirectory = runDirectory
+        self.openFilesHardLimit = openFilesHardLimit
     }
 }

@@ -191,6 +191,8 @@ extension VMPlan {
             "guest_memory": .int(Int64(clamping: guestMemory)),
             "vmm_overhead": .int(Int64(clamping: vmmOverhead)),
             "cgroup_memory": .int(Int64(clamping: cgroupMemory)),
+            "vmm_pids": .int(Int64(clamping: vmmPids)),
+            "vmm_open_files": .int(Int64(clamping: vmmOpenFiles)),
             "kernel": boot(kernel),
             "initrd": boot(initrd),
             "kernel_command_line": .string(kernelCommandLine),

@@ -43,7 +43,8 @@ extension VMPlan {
         var out = "  vm           \(vmm.rawValue), accel \(accel.rawValue)"
             + (accel == .tcg ? " (software emulation: NOT a security boundary, allowed by allow_tcg)" : "") + "\n"
         out += "    guest memory \(Units.formatSize(guestMemory)), \(vcpus) vcpu\(vcpus == 1 ? "" : "s"); cgroup memory.max "
-            + "\(Units.formatSize(cgroupMemory)) (guest + \(Units.formatSize(vmmOverhead)) VMM overhead)\n"
+            + "\(Units.formatSize(cgroupMemory)) (guest + \(Units.formatSize(vmmOverhead)) VMM overhead), pids.max \(vmmPids), "
+            + "open files \(vmmOpenFiles)\n"
         func boot(_ name: String, _ b: BootFile) -> String {
             var line = "    \(name) \(b.path)"
             line += b.sha256.map { " sha256 \($0)" } ?? " (not read)"

@@ -15,6 +15,8 @@ extension LaunchPlan {
             let vmFacts = facts.vm ?? VMFacts(kernel: .init(path: v.kernel), initrd: .init(path: v.initrd))
             let plan = VMPlan.make(spec, v, facts: vmFacts, baseEntries: facts.baseEntries)
             cgroupLimits.memory = plan.cgroupMemory
+            cgroupLimits.pids = plan.vmmPids
+            cgroupLimits.openFiles = plan.vmmOpenFiles
             vm = plan
         }
         var plan = LaunchPlan(
@@ -23,7 +25,7 @@ extension LaunchPlan {
             ids: ids.map { IdMapping(base: $0.base, count: $0.count, userInside: spec.user) },
             root: Root(staging: facts.stagingRoot, emptyDirectory: facts.emptyDirectory, tmpfsOptions: "size=4m,nr_inodes=4096,mode=0755", readOnly: true),
             mounts: mounts,
-            rlimits: rlimits(spec.limits),
+            rlimits: rlimits(cgroupLimits),
             cgroup: cgroupPlan(cgroupLimits, facts: facts.cgroup),
             network: network,
             seccomp: SeccompIdentity(profile: spec.seccompProfile, onViolation: spec.seccompOnViolation,

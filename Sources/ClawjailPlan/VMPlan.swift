@@ -89,6 +89,12 @@ public struct VMPlan: Sendable, Hashable {
     public var vmmOverhead: UInt64
     /// memory.max of the jail the VMM runs in: guest RAM plus the overhead.
     public var cgroupMemory: UInt64
+    /// pids.max of the VMM jail: qemu's threads and each file server's pool (the
+    /// agent's own `limits.pids` is the guest's business).
+    public var vmmPids: UInt64
+    /// RLIMIT_NOFILE of the VMM jail: virtiofsd holds an O_PATH fd for every inode the
+    /// guest has looked up, so a guest walking /usr needs far more than a process does.
+    public var vmmOpenFiles: UInt64
     public var kernel: BootFile
     public var initrd: BootFile
     public var kernelCommandLine: String
@@ -210,6 +216,7 @@ extension VMPlan {
         var plan = VMPlan(
             vmm: .qemuMicrovm, accel: vm.accel, vcpus: vm.vcpus, guestMemory: vm.memory,
             vmmOverhead: overhead, cgroupMemory: vm.memory + overhead,
+            vmmPids: 64 + 32 * UInt64(fileServers.count), vmmOpenFiles: max(spec.limits.openFiles, min(1 << 16, facts.openFilesHardLimit ?? .max)),
             kernel: BootFile(path: vm.kernel, jailPath: bootDirectory + "/kernel", sha256: facts.kernel.sha256,
                              pinnedSHA256: vm.kernelSHA256, size: facts.kernel.size),
             initrd: BootFile(path: vm.initrd, jailPath: bootDirectory + "/initrd", sha256: facts.initrd.sha256,

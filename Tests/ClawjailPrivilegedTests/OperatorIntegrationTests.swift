@@ -137,6 +137,11 @@ extension Privileged {
                 #expect(r.stdout.contains("tool run sees: ['AGENTS.md', 'SOUL.md', 'memory'] as uid 1000 | credentials: False"), "\(r)")
                 #expect(r.stdout.contains("hello from a fresh jail: 1000 in /workspace"), "\(r)")
                 #expect(r.stderr.contains("agent demo exited 0"), "\(r)")
+                // The same agent in a micro-VM (TCG): its own kernel, the same refusals.
+                if VMGuest.available {
+                    #expect(r.stderr.contains("agent demo-vm started in a VM") && r.stderr.contains("agent demo-vm exited 0"), "\(r)")
+                    #expect(r.stdout.components(separatedBy: "rewrite my protected SOUL.md").count == 3, "refused in both\n\(r)")
+                }
             }
         }
     }

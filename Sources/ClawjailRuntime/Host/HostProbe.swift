@@ -43,7 +43,7 @@ enum HostProbe {
     /// the plan records what will boot (and a pin can be checked before it does).
     static func vmFacts(_ vm: JailSpec.VMSpec, layout: HostLayout) -> VMFacts {
         VMFacts(kernel: bootFile(vm.kernel), initrd: bootFile(vm.initrd), tscKHz: tscKHz,
-                runDirectory: layout.runDirectory)
+                openFilesHardLimit: ResourceLimit.hardLimit(ResourceLimit.openFiles))
     }
 
     /// A regular file's sha256 and size, read without following a symlink at its end;
