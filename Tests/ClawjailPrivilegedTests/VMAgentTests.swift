@@ -51,6 +51,58 @@ struct VMAgentFixture {
     func clean() { Harness.remove(dir) }
 }
 
+/// `clawjail run` in the background, its stdout read on demand.
+final class BackgroundRun {
+    let process = Process()
+    let out = Pipe(), err = Pipe()
+    var seen = Data()
+
+    init(config: String) throws {
+        process.executableURL = URL(fileURLWithPath: Harness.binary)
+        process.arguments = ["run", config]
+        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CLAWJAIL_STATE_DIR": Harness.stateDirectory]
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// Reads stdout until it contains `text` (bounded by `timeout`).
+    func waitFor(_ text: String, timeout: TimeInterval) -> Bool {
+        let fd = out.fileHandleForReading.fileDescriptor
+        let deadline = Date().addingTimeInterval(timeout)
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var checked = 0
+        while Date() < deadline {
+            // Only what arrived since the last look (and enough before it to hold a match).
+            let from = max(0, checked - text.utf8.count)
+            if String(decoding: seen[from...], as: UTF8.self).contains(text) { return true }
+            checked = seen.count
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 200) == 1 else { continue }
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            seen.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: seen[max(0, checked - text.utf8.count)...], as: UTF8.self).contains(text)
+    }
+
+    var stderrText: String {
+        String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+    }
+
+    /// VmRSS of the supervisor, in KiB.
+    var supervisorRSS: Int {
+        let text = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+}
+
 extension Privileged {
     /// Under TCG (software emulation): KVM on this kind of machine is PVM and cannot
     /// run a stock guest, so these say nothing about KVM's speed, only about behaviour.
@@ -168,6 +220,55 @@ extension Privileged {
             #expect(p.terminationStatus == 42, "\(stderr)")
             #expect(String(decoding: seen, as: UTF8.self).contains("got-term"), "\(stderr)")
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
+        @Test("SIGKILL of the supervisor leaves no VMM, file server or process; gc removes the cgroup", .timeLimit(.minutes(3)))
+        func supervisorKilled() throws {
+            let a = try VMAgentFixture("kill")
+            defer { a.clean() }
+            try a.write(script: "echo ready; while :; do sleep 0.2; done")
+            let run = try BackgroundRun(config: a.config)
+            defer { run.stop() }
+            #expect(run.waitFor("ready", timeout: 90), "\(String(decoding: run.seen, as: UTF8.self))")
+            var ws = stat()
+            #expect(stat(a.workspace, &ws) == 0)
+            let base = ws.st_uid - 1000
+            #expect(Harness.processes(inUidRange: base).count >= 3, "qemu and the file servers run")
+            kill(run.process.processIdentifier, SIGKILL)
+            run.process.waitUntilExit()
+            #expect(Harness.eventually(timeout: 10) { Harness.processes(inUidRange: base).isEmpty },
+                    "still alive: \(Harness.processes(inUidRange: base))")
+            let gc = try Harness.clawjail(["gc"])
+            #expect(gc.status == 0, "\(gc)")
+            #expect(gc.stdout.contains("removed cgroup of \(a.name)"), "\(gc)")
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
+        /// The guest writes 32 MB while nobody reads the supervisor's stdout: the guest
+        /// waits (credit), the supervisor does not buffer it; then every byte arrives.
+        @Test("a guest flooding stdout cannot grow the supervisor's memory; every byte arrives once read", .timeLimit(.minutes(3)))
+        func floodIsBounded() throws {
+            let a = try VMAgentFixture("flood")
+            defer { a.clean() }
+            try a.write(script: "echo ready; sleep 1; head -c 32000000 /dev/zero | tr '\\0' x; echo; echo flood-done")
+            let run = try BackgroundRun(config: a.config)
+            defer { run.stop() }
+            #expect(run.waitFor("ready", timeout: 90), "\(String(decoding: run.seen, as: UTF8.self))")
+            let before = run.supervisorRSS
+            var peak = before
+            // Nobody reads for 8 s: the pipe fills, the supervisor's write waits, the
+            // guest runs out of credit.
+            for _ in 0..<40 {
+                usleep(200_000)
+                peak = max(peak, run.supervisorRSS)
+            }
+            #expect(run.waitFor("flood-done", timeout: 120), "the flood never completed")
+            run.process.waitUntilExit()
+            #expect(run.process.terminationStatus == 0, "\(run.stderrText)")
+            let xs = run.seen.reduce(0) { $0 + ($1 == UInt8(ascii: "x") ? 1 : 0) }
+            #expect(xs == 32_000_000, "every byte of the flood arrived once")
+            print("VM flood: supervisor VmRSS \(before) KiB at ready, peak \(peak) KiB while stalled")
+            #expect(peak - before < 8 * 1024, "the supervisor grew by \(peak - before) KiB while its stdout was stalled")
         }
 
         @Test("a command the guest cannot start is exit 127 with its cause", .timeLimit(.minutes(3)))
