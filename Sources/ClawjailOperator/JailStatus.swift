@@ -26,8 +26,18 @@ public enum JailStatus {
         public var status: String
 
         public var network: String? { manifest?["network"]?["mode"]?.stringValue }
-        public var memoryLimit: Int64? { manifest?["limits"]?["memory"]?.intValue }
-        public var pidsLimit: Int64? { manifest?["limits"]?["pids"]?.intValue }
+        /// "namespace", or "vm" with its accelerator ("vm/tcg").
+        public var isolation: String? {
+            guard let kind = manifest?["isolation"]?["kind"]?.stringValue else { return manifest == nil ? nil : "namespace" }
+            if kind == "vm", let accel = manifest?["isolation"]?["accel"]?.stringValue { return "vm/" + accel }
+            return kind
+        }
+        /// The jail's cgroup limits (a VM agent's: the VMM jail's, guest RAM + overhead).
+        public var memoryLimit: Int64? {
+            manifest?["isolation"]?["vmm_memory_limit"]?.intValue ?? manifest?["limits"]?["memory"]?.intValue
+        }
+        public var pidsLimit: Int64? { manifest?["isolation"]?["vmm_pids_limit"]?.intValue ?? manifest?["limits"]?["pids"]?.intValue }
+        public var guestMemory: Int64? { manifest?["isolation"]?["guest_memory"]?.intValue }
     }
 
     public struct Listing: Sendable {
@@ -189,9 +199,9 @@ public enum JailStatus {
                 var status = e.status
                 if e.kind == "tool", let a = e.agent { status += " (tool of \(a))" }
                 return [e.name, e.kind, String(e.supervisorPid), OperatorText.duration(ms: e.uptimeMs),
-                        mem + memLimit, pids + pidsLimit, e.network ?? "-", status]
+                        mem + memLimit, pids + pidsLimit, e.network ?? "-", e.isolation ?? "-", status]
             }
-            out += OperatorText.table(["NAME", "KIND", "PID", "UPTIME", "MEMORY", "PIDS", "NETWORK", "STATUS"], rows)
+            out += OperatorText.table(["NAME", "KIND", "PID", "UPTIME", "MEMORY", "PIDS", "NETWORK", "ISOLATION", "STATUS"], rows)
         }
         if !l.lost.isEmpty {
             out += "\nlost runs (the supervisor died without recording the end; `clawjail logs NAME` has the record):\n"
@@ -234,6 +244,7 @@ public enum JailStatus {
                 "started": .string(OperatorText.timestamp(ms: e.startedMs)), "uptime_ms": .int(e.uptimeMs),
                 "run_id": e.runID.map { .int($0) } ?? .null, "status": .string(e.status),
                 "network": e.network.map { .string($0) } ?? .null,
+                "isolation": e.isolation.map { .string($0) } ?? .null,
                 "memory_current_bytes": OperatorText.optionalInt(e.stats?.memoryCurrent),
                 "memory_limit_bytes": e.memoryLimit.map { .int($0) } ?? .null,
                 "pids_current": OperatorText.optionalInt(e.stats?.pidsCurrent),
@@ -300,6 +311,10 @@ public enum JailStatus {
             .compactMap { $0 }
         if let l = e.memoryLimit { mem.append("limit " + OperatorText.bytes(UInt64(l)) + " (no swap)") }
         line("memory", mem.isEmpty ? "-" : mem.joined(separator: ", "))
+        if let g = e.guestMemory, let iso = e.isolation {
+            // The cgroup holds the VMM and its file servers: what the VM costs the host.
+            line("isolation", "\(iso): guest RAM \(OperatorText.bytes(UInt64(g))); the memory above is the VMM's and its file servers' on the host")
+        }
         var pids = [s?.pidsCurrent.map { "\($0) now" }].compactMap { $0 }
         if let l = e.pidsLimit { pids.append("limit \(l)") }
         if let hits = e.events?.pidsLimitHits, hits > 0 { pids.append("limit hit \(hits) times") }

@@ -244,6 +244,39 @@ extension Privileged {
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
         }
 
+        @Test("ps and stats show a VM agent's isolation and the VMM jail's limits; stop ends it; kill --all ends another", .timeLimit(.minutes(4)))
+        func operatorCommands() throws {
+            let a = try VMAgentFixture("ops")
+            let b = try VMAgentFixture("opsb")
+            defer { a.clean(); b.clean() }
+            try a.write(script: "echo ready; while :; do sleep 0.2; done")
+            try b.write(script: "echo ready; while :; do sleep 0.2; done")
+            let runA = try BackgroundRun(config: a.config)
+            let runB = try BackgroundRun(config: b.config)
+            defer { runA.stop(); runB.stop() }
+            #expect(runA.waitFor("ready", timeout: 120) && runB.waitFor("ready", timeout: 120))
+            let ps = try Harness.clawjail(["ps"])
+            #expect(ps.status == 0, "\(ps)")
+            let row = ps.stdout.split(separator: "\n").first { $0.hasPrefix(a.name) }.map(String.init) ?? ""
+            #expect(row.contains("vm/tcg") && row.contains("none"), "\(ps.stdout)")
+            let stats = try Harness.clawjail(["stats", a.name])
+            #expect(stats.status == 0, "\(stats)")
+            #expect(stats.stdout.contains("vm/tcg: guest RAM 256M"), "\(stats.stdout)")
+            #expect(stats.stdout.contains("limit 529M"), "guest + the VMM overhead for 3 shares under TCG: \(stats.stdout)")
+            #expect(stats.stdout.contains("seccomp    vmm"), "the jail runs the VMM: \(stats.stdout)")
+            let stop = try Harness.clawjail(["stop", a.name], timeout: 60)
+            #expect(stop.status == 0, "\(stop)")
+            #expect(Harness.eventually(timeout: 30) { !runA.process.isRunning })
+            runA.process.waitUntilExit()
+            #expect(runA.process.terminationStatus == 143, "SIGTERM reached sh in the guest: \(runA.stderrText)")
+            let kill = try Harness.clawjail(["kill", "--all"], timeout: 30)
+            #expect(kill.status == 0, "\(kill)")
+            #expect(Harness.eventually(timeout: 10) { !runB.process.isRunning }, "kill --all ends the VM agent")
+            runB.process.waitUntilExit()
+            #expect(runB.process.terminationStatus != 0)
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty && Harness.leftoverCgroups(named: b.name).isEmpty)
+        }
+
         /// The guest writes 32 MB while nobody reads the supervisor's stdout: the guest
         /// waits (credit), the supervisor does not buffer it; then every byte arrives.
         @Test("a guest flooding stdout cannot grow the supervisor's memory; every byte arrives once read", .timeLimit(.minutes(3)))

@@ -23,7 +23,7 @@ struct Manifest {
         if let c = l.cpu { limits["cpu"] = .double(c) }
         if let w = l.ioWeight { limits["io_weight"] = .int(Int64(w)) }
         if let f = l.fileSize { limits["file_size"] = .int(Int64(f)) }
-        var seccomp: [String: JSONValue] = ["profile": .string(spec.seccompProfile)]
+        var seccomp: [String: JSONValue] = ["profile": .string(plan.seccomp.profile)]
         if let h = seccompHash { seccomp["hash"] = .string(h) }
         let rootfs: JSONValue
         switch spec.rootfs {
@@ -40,6 +40,14 @@ struct Manifest {
             "uid_map": .object(["inside": .int(0), "outside": .int(Int64(ids.base)), "count": .int(Int64(ids.count)),
                                 "user_inside": .int(Int64(spec.user)), "user_outside": .int(Int64(ids.outside(spec.user)))]),
             "rootfs": rootfs,
+            "isolation": plan.vm.map { vm in
+                // The VMM jail's own limits: the guest's RAM plus the VMM's overhead.
+                .object(["kind": .string("vm"), "accel": .string(vm.accel.rawValue), "vcpus": .int(Int64(vm.vcpus)),
+                         "guest_memory": .int(Int64(vm.guestMemory)), "vmm_memory_limit": .int(Int64(vm.cgroupMemory)),
+                         "vmm_pids_limit": .int(Int64(vm.vmmPids)),
+                         "kernel_sha256": vm.kernel.sha256.map { .string($0) } ?? .null,
+                         "initrd_sha256": vm.initrd.sha256.map { .string($0) } ?? .null])
+            } ?? .object(["kind": .string("namespace")]),
             "mounts": .array(mounts),
             "limits": .object(limits),
             "cgroup": .string(cgroups.summary),
