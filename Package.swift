@@ -61,7 +61,7 @@ let package = Package(
                                                          "ClawjailStore", "ClawjailCgroup", "ClawjailSeccomp", "ClawjailNetwork"],
                 swiftSettings: strict),
         // Guest mode: the binary as a micro-VM's PID 1 (init, modules, the control port).
-        .target(name: "ClawjailGuest", dependencies: ["ClawjailCore", "ClawjailSystem"], swiftSettings: strict),
+        .target(name: "ClawjailGuest", dependencies: ["ClawjailCore", "ClawjailNetwork", "ClawjailSystem"], swiftSettings: strict),
         .executableTarget(name: "clawjail", dependencies: ["ClawjailGuest", "ClawjailOperator", "ClawjailRuntime", "ClawjailCore", "ClawjailPlan", "ClawjailSystem",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strict),

@@ -386,10 +386,24 @@ static _Noreturn void command_main(const struct cj_plan *p, int report_fd) {
     reset_forwarded(p);
     if (setsid() < 0) fail(report_fd, CJ_STAGE_SETSID, -1);
     if (chdir(p->cwd) < 0) fail(report_fd, CJ_STAGE_CHDIR_CWD, -1);
-    /* Only 0-2 survive execve: the report pipe is CLOEXEC, everything else closes now
-     * (that includes the seccomp listener, which must never reach the command). */
-    int keep[1] = {report_fd};
-    close_all_but(keep, 1);
+    /* Only 0-2 (and the passed fd, as 3) survive execve: the report pipe is CLOEXEC,
+     * everything else closes now (that includes the seccomp listener, which must never
+     * reach the command). */
+    int keep[2] = {report_fd, -1}, n_keep = 1;
+    if (p->pass_fd >= 0) {
+        if (report_fd == 3) {
+            report_fd = fcntl(3, F_DUPFD_CLOEXEC, 4);
+            if (report_fd < 0) fail(3, CJ_STAGE_STDIO, -1);
+        }
+        if (p->pass_fd != 3) {
+            if (dup2(p->pass_fd, 3) < 0) fail(report_fd, CJ_STAGE_STDIO, -1);
+            (void)close(p->pass_fd);
+        }
+        keep[0] = 3;
+        keep[1] = report_fd;
+        n_keep = 2;
+    }
+    close_all_but(keep, n_keep);
     exec_command(p);
     int e = errno;
     report(report_fd, CJ_REPORT_EXEC_FAILED, CJ_STAGE_EXEC, e, -1, 0);
@@ -477,22 +491,24 @@ static void exec_init(const struct cj_plan *p, int report_fd) {
         int sig = p->forward_signals[i];
         if (sig >= 1 && sig <= 64) forward |= 1UL << (sig - 1);
     }
-    char nums[5][24];
+    char nums[6][24];
     if (format_long(nums[0], sizeof nums[0], report_fd) < 0 || format_long(nums[1], sizeof nums[1], bpf_fd) < 0 ||
         format_long(nums[2], sizeof nums[2], (long)p->bpf_len) < 0 ||
         format_long(nums[3], sizeof nums[3], (long)p->seccomp_flags) < 0 ||
-        format_long(nums[4], sizeof nums[4], (long)forward) < 0)
+        format_long(nums[4], sizeof nums[4], (long)forward) < 0 ||
+        format_long(nums[5], sizeof nums[5], (long)p->pass_fd) < 0)
         return;
     int n_argv = 0;
     while (p->argv[n_argv] != NULL) n_argv++;
-    const char *argv[11 + n_argv];
+    const char *argv[12 + n_argv];
     argv[0] = "clawjail-init";
     argv[1] = CJ_INIT_PROTOCOL;
     for (int i = 0; i < 5; i++) argv[2 + i] = nums[i];
     argv[7] = p->trace ? "1" : "0";
     argv[8] = p->cwd;
     argv[9] = p->path_search != NULL ? p->path_search : "";
-    for (int i = 0; i <= n_argv; i++) argv[10 + i] = p->argv[i];
+    argv[10] = nums[5];
+    for (int i = 0; i <= n_argv; i++) argv[11 + i] = p->argv[i];
     /* The report pipe and the filter cross the exec; init makes the pipe CLOEXEC again. */
     if (fcntl(report_fd, F_SETFD, 0) < 0) return;
     if (bpf_fd >= 0 && fcntl(bpf_fd, F_SETFD, 0) < 0) {
@@ -641,9 +657,11 @@ static _Noreturn void child_main(const struct cj_plan *p, int sync_fd, int repor
     }
     /* Only the report pipe (and, below, the seccomp listener) stays open in init; and
      * the init program with its filter, until the exec. */
-    int keep[3], n_keep = 0;
-    int wanted[3] = {report_fd, p->init_fd, p->init_fd >= 0 ? p->bpf_fd : -1};
-    for (int i = 0; i < 3; i++) {
+    /* The passed fd crosses the exec into init, which makes it the command's fd 3. */
+    if (p->pass_fd >= 0 && (p->pass_fd < 3 || fcntl(p->pass_fd, F_SETFD, 0) < 0)) fail(report_fd, CJ_STAGE_STDIO, -1);
+    int keep[4], n_keep = 0;
+    int wanted[4] = {report_fd, p->init_fd, p->init_fd >= 0 ? p->bpf_fd : -1, p->pass_fd};
+    for (int i = 0; i < 4; i++) {
         if (wanted[i] < 3) continue;
         int j = n_keep++;
         while (j > 0 && keep[j - 1] > wanted[i]) {

@@ -23,8 +23,9 @@
  * argv: [0] "clawjail-init", [1] the protocol tag (CJ_INIT_PROTOCOL),
  * [2] report fd, [3] seccomp BPF memfd (-1: none), [4] BPF instruction count,
  * [5] seccomp flags, [6] forwarded-signal mask (bit n-1 = signal n), [7] trace (0/1),
- * [8] the command's cwd, [9] PATH for the command's lookup ("" = none), [10...] the
- * command's argv. envp is the command's environment.
+ * [8] the command's cwd, [9] PATH for the command's lookup ("" = none), [10] an fd to
+ * give the command as its fd 3 (-1: none), [11...] the command's argv. envp is the
+ * command's environment.
  */
 #include "cj_child.h"
 
@@ -45,7 +46,7 @@
 enum {
     NR_read = 0, NR_write = 1, NR_close = 3, NR_rt_sigaction = 13, NR_rt_sigprocmask = 14,
     NR_rt_sigreturn = 15, NR_pread64 = 17, NR_clone = 56, NR_execve = 59, NR_wait4 = 61,
-    NR_kill = 62, NR_fcntl = 72, NR_chdir = 80, NR_setsid = 112, NR_rt_sigtimedwait = 128,
+    NR_dup2 = 33, NR_kill = 62, NR_fcntl = 72, NR_chdir = 80, NR_setsid = 112, NR_rt_sigtimedwait = 128,
     NR_prctl = 157, NR_clock_gettime = 228, NR_exit_group = 231, NR_seccomp = 317,
     NR_close_range = 436,
 };
@@ -202,7 +203,7 @@ CJI static long exec_command(char **argv, char **envp, const char *path) {
 }
 
 CJI static __attribute__((noreturn)) void command_main(char **argv, char **envp, const char *cwd, const char *path,
-                                                        int report_fd, int trace) {
+                                                        int report_fd, int pass_fd, int trace) {
     tmark(trace, cji_step_forked);
     /* Handlers go back to default in execve; the mask does not. */
     unsigned long none = 0;
@@ -211,8 +212,23 @@ CJI static __attribute__((noreturn)) void command_main(char **argv, char **envp,
     if (r < 0) fail(report_fd, CJ_STAGE_SETSID, r);
     r = sys3(NR_chdir, (long)cwd, 0, 0);
     if (r < 0) fail(report_fd, CJ_STAGE_CHDIR_CWD, r);
-    /* Only 0-2 reach the command; the report pipe is CLOEXEC and says if execve fails. */
-    if (report_fd > 3) sys3(NR_close_range, 3, report_fd - 1, 0);
+    /* Only 0-2 (and the passed fd, as 3) reach the command; the report pipe is CLOEXEC
+     * and says if execve fails. */
+    int first = 3;
+    if (pass_fd >= 0) {
+        if (report_fd == 3) {
+            r = sys3(NR_fcntl, 3, 1030 /* F_DUPFD_CLOEXEC */, 4);
+            if (r < 0) fail(report_fd, CJ_STAGE_STDIO, r);
+            report_fd = (int)r;
+        }
+        if (pass_fd != 3) {
+            r = sys3(NR_dup2, pass_fd, 3, 0);
+            if (r < 0) fail(report_fd, CJ_STAGE_STDIO, r);
+            sys3(NR_close, pass_fd, 0, 0);
+        }
+        first = 4;
+    }
+    if (report_fd > first) sys3(NR_close_range, first, report_fd - 1, 0);
     sys3(NR_close_range, report_fd + 1, ~0U, 0);
     long err = exec_command(argv, envp, path);
     report(report_fd, CJ_REPORT_EXEC_FAILED, CJ_STAGE_EXEC, (int)err, 0);
@@ -223,7 +239,7 @@ CJI static __attribute__((noreturn, used)) void cji_main(long *sp) {
     long argc = sp[0];
     char **argv = (char **)(sp + 1);
     char **envp = argv + argc + 1;
-    if (argc < 11 || !same(argv[1], cji_protocol)) die(125);
+    if (argc < 12 || !same(argv[1], cji_protocol)) die(125);
     long report_fd = number(argv[2]);
     long bpf_fd = number(argv[3]);
     long bpf_len = number(argv[4]);
@@ -232,6 +248,8 @@ CJI static __attribute__((noreturn, used)) void cji_main(long *sp) {
     int trace = argv[7][0] == '1';
     const char *cwd = argv[8];
     const char *path = argv[9];
+    long pass_fd = number(argv[10]);
+    if (pass_fd != -1 && (pass_fd < 3 || pass_fd == report_fd || pass_fd == bpf_fd)) die(125);
     if (report_fd < 3 || bpf_fd < -1 || bpf_len < 0 || bpf_len > 4096 || seccomp_flags < 0) die(125);
     tmark(trace, cji_step_init);
 
@@ -281,7 +299,7 @@ CJI static __attribute__((noreturn, used)) void cji_main(long *sp) {
 
     long child = sys6(NR_clone, 17 /* SIGCHLD */, 0, 0, 0, 0, 0);
     if (child < 0) fail((int)report_fd, CJ_STAGE_FORK, child);
-    if (child == 0) command_main(argv + 10, envp, cwd, path, (int)report_fd, trace);
+    if (child == 0) command_main(argv + 11, envp, cwd, path, (int)report_fd, (int)pass_fd, trace);
     report((int)report_fd, CJ_REPORT_STARTED, 0, 0, (int)child);
 
     for (;;) {

@@ -40,6 +40,7 @@ struct cj_plan *cj_plan_new(void) {
     p->init_fd = -1;
     p->bpf_fd = -1;
     p->stdio[0] = p->stdio[1] = p->stdio[2] = -1;
+    p->pass_fd = -1;
     p->no_new_privs = 1;
     p->cap_last_cap = 63;
     return p;

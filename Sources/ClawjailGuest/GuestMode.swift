@@ -1,4 +1,5 @@
 import ClawjailCore
+import ClawjailNetwork
 import ClawjailSystem
 
 /// Guest mode: the clawjail binary as the micro-VM's PID 1 (/init in the initramfs that
@@ -121,8 +122,10 @@ public enum GuestMode {
             switch frame {
             case .run(let argv):
                 try GuestMode.send(runCommand(argv), on: port)
-            case .setup(let mounts, let links):
-                try GuestMode.send(setUp(mounts, links), on: port)
+            case .setup(let mounts, let links, let network):
+                var reply = setUp(mounts, links)
+                if reply == .setupDone, let network { reply = configure(network) }
+                try GuestMode.send(reply, on: port)
             case .spawn(let request):
                 guard sessions[request.session] == nil else {
                     try GuestMode.send(.error(message: "session \(request.session) already exists"), on: port)
@@ -192,6 +195,38 @@ public enum GuestMode {
                 }
             }
         }
+    }
+
+    /// lo, and the NIC whose address is `n.mac`: its address and the default route
+    /// through the proxy's end of the veth (the host ties the VM's tap to it).
+    static func configure(_ n: ControlFrame.GuestNetwork) -> ControlFrame {
+        let links = (try? FileSystem.listDirectory("/sys/class/net")) ?? []
+        let nic = links.sorted().first { name in
+            let mac = (try? FileSystem.readText("/sys/class/net/\(name)/address", limit: 64)) ?? ""
+            return mac.trimming(" \n").lowercased() == n.mac.lowercased()
+        }
+        guard let nic else { return .error(message: "network: no interface with MAC \(n.mac) (links: \(links.sorted()))") }
+        do throws(ClawjailError) {
+            let ns = try NetworkNamespace.of(pid: ProcessInfoLite.pid)
+            defer { ns.close() }
+            try Links.setUp("lo", in: ns)
+            try Links.addAddress("\(n.address)/\(n.prefixLength)", to: nic, in: ns)
+            try Links.setUp(nic, in: ns)
+            try Links.addDefaultRoute(via: n.gateway, dev: nic, in: ns)
+        } catch {
+            return .error(message: "network: \(error.message)")
+        }
+        // virtio-net reports its link a moment after it is up (seconds under TCG); an agent
+        // that starts before would find no route and no neighbour. Bounded: 10 s.
+        let deadline = ProcessInfoLite.monotonicNanoseconds + 10_000_000_000
+        while (try? FileSystem.readText("/sys/class/net/\(nic)/carrier", limit: 8))?.hasPrefix("1") != true {
+            if ProcessInfoLite.monotonicNanoseconds > deadline {
+                return .error(message: "network: \(nic) has no carrier 10 s after it was brought up")
+            }
+            ProcessInfoLite.sleep(nanoseconds: 20_000_000)
+        }
+        console("guest: \(nic) \(n.address)/\(n.prefixLength) via \(n.gateway), up \(uptime())")
+        return .setupDone
     }
 
     /// The host's shares, each mounted where the host asked, and the base's symlinks.

@@ -160,3 +160,82 @@ public enum Links {
         return (address, length)
     }
 }
+
+/// A micro-VM's NIC before its jail exists: a tap opened in a scratch network
+/// namespace of our own (so it never appears in the host's), whose fd the VMM inherits
+/// as fd 3; `moveAndTie` then moves it into the jail's netns and ties it to the veth.
+public final class VMTap: @unchecked Sendable {
+    public let name: String
+    public let fd: FD
+    private let scratch: NetworkNamespace
+
+    public init(name: String) throws(ClawjailError) {
+        try Links.validateLinkName(name)
+        let scratch = try NetworkNamespace.create()
+        let opened: Int32 = try scratch.run { () throws(ClawjailError) -> Int32 in
+            let r = cj_tap_open(name)
+            if r < 0 {
+                throw ClawjailError(.network, "opening tap \(name) (/dev/net/tun)", hint: "the kernel needs CONFIG_TUN",
+                                    cause: Errno(rawValue: -r))
+            }
+            return r
+        }
+        self.name = name
+        self.fd = FD(opened)
+        self.scratch = scratch
+    }
+
+    /// Into `jail`, up, and tied to the jail's veth `veth` both ways with tc ingress
+    /// redirects: the guest then holds the address the veth's jail end has, and the
+    /// proxy's side is unchanged.
+    public func moveAndTie(to jail: NetworkNamespace, veth: String) throws(ClawjailError) {
+        try Links.validateLinkName(veth)
+        let name = self.name
+        let jailFD = jail.fd.rawValue
+        let scratchContext = scratch.description
+        try scratch.run { () throws(ClawjailError) in
+            let index = try Links.interfaceIndex(name, in: scratchContext)
+            try Links.withTCSocket(scratchContext) { (sock) throws(ClawjailError) in
+                let err = cj_nl_move_link(sock, index, jailFD)
+                if err < 0 { throw ClawjailError(.network, "moving tap \(name) into the jail's netns", cause: libnlText(err)) }
+            }
+        }
+        let context = jail.description
+        try jail.run { () throws(ClawjailError) in
+            let tapIndex = try Links.interfaceIndex(name, in: context)
+            let vethIndex = try Links.interfaceIndex(veth, in: context)
+            try RouteSocket(in: context).perform([RouteMessages.setUp(index: tapIndex, what: "bringing up \(name)")])
+            try Links.withTCSocket(context) { (sock) throws(ClawjailError) in
+                for (from, to, what) in [(vethIndex, tapIndex, "\(veth) to \(name)"), (tapIndex, vethIndex, "\(name) to \(veth)")] {
+                    let err = cj_tc_redirect_ingress(sock, from, to)
+                    if err < 0 {
+                        throw ClawjailError(.network, "redirecting \(what) (tc ingress qdisc, u32, mirred) in \(context)",
+                                            hint: "the kernel needs CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_U32 and CONFIG_NET_ACT_MIRRED",
+                                            cause: libnlText(err))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Once the jail holds its copy (or on failure): ours, and the scratch namespace.
+    public func close() {
+        fd.close()
+        scratch.close()
+    }
+}
+
+extension Links {
+    /// A libnl socket for the tc and link-move requests, in the calling thread's netns.
+    static func withTCSocket(_ context: String, _ body: (OpaquePointer) throws(ClawjailError) -> Void) throws(ClawjailError) {
+        guard let sock = nl_socket_alloc() else {
+            throw ClawjailError(.network, "allocating a netlink socket in \(context)", cause: "out of memory")
+        }
+        defer { nl_socket_free(sock) }
+        let connected = nl_connect(sock, NETLINK_ROUTE)
+        if connected < 0 {
+            throw ClawjailError(.network, "opening a netlink socket in \(context)", cause: libnlText(connected))
+        }
+        try body(sock)
+    }
+}

@@ -67,6 +67,7 @@ public enum Doctor {
         c.userNamespaces()
         c.kernel()
         c.overlayfs()
+        c.microVM()
         c.stateDirectory()
         c.runDirectory()
         c.seccompCache()
@@ -241,6 +242,34 @@ struct Checker {
         } else {
             add("overlayfs", "kernel", .critical, "this kernel has no overlayfs: no jail can build its /etc",
                 fix: "modprobe overlay, or use a kernel built with CONFIG_OVERLAY_FS")
+        }
+    }
+
+    /// Whether VM agents (isolation = "vm") can run here, and with which accelerator.
+    mutating func microVM() {
+        let missing = [VMFacts.defaultQemu, VMFacts.defaultVirtiofsd].filter { !FileSystem.exists($0) }
+        if !missing.isEmpty {
+            add("vm-vmm", "micro-VM", .info, "VM agents cannot run: \(missing.joined(separator: " and ")) missing",
+                fix: "apt-get install qemu-system-x86 (virtiofsd comes with qemu-system-common)")
+            return
+        }
+        let kernel = AgentConfig.VM.defaultKernel(stateDirectory: layout.stateDirectory)
+        let initrd = AgentConfig.VM.defaultInitrd(stateDirectory: layout.stateDirectory)
+        let boot = HostProbe.vmFacts(JailSpec.VMSpec(kernel: kernel, initrd: initrd, vcpus: 1, memory: 256 << 20, accel: .kvm),
+                                     layout: layout)
+        guard boot.kernel.sha256 != nil, boot.initrd.sha256 != nil else {
+            add("vm-image", "micro-VM", .info, "no guest image at \(kernel) and \(initrd): a VM agent must name its own in [vm]",
+                fix: "scripts/vm/guest-image builds one into .build/vm/guest/; copy vmlinuz and initramfs.cpio.gz to \(layout.stateDirectory)/vm/")
+            return
+        }
+        let v = KVMProbe.verdict(kernel: kernel, initrd: initrd, kernelSHA256: boot.kernel.sha256, layout: layout)
+        if v.usable {
+            add("vm-kvm", "micro-VM", .ok, "VM agents can run with accel = \"kvm\": \(v.reason)")
+        } else {
+            // info, not a warning: it matters only to VM agents, whose own start refuses kvm.
+            add("vm-kvm", "micro-VM", .info,
+                "VM agents cannot use KVM here, only TCG (software emulation, not a security boundary): \(v.reason)",
+                fix: "run VM agents on a host whose KVM boots a stock guest, or accept TCG per agent with vm.allow_tcg = true")
         }
     }
 

@@ -13,7 +13,9 @@
 ///       0x04 shutdown   (empty)                                     host → guest
 ///       0x05 error      str message                                 guest → host
 ///       0x06 setup      u32 n, n × (str tag, str path, u8 read-only),
-///                       u32 m, m × (str path, str target)           host → guest
+///                       u32 m, m × (str path, str target),
+///                       u8 has-network [str mac, str address, u8 prefix, str gateway]
+///                                                                   host → guest
 ///       0x07 setupDone  (empty)                                     guest → host
 ///       0x08 spawn      u32 session, u32 uid, u32 gid, str cwd,
 ///                       u32 count × str (argv), u32 count × str (env) host → guest
@@ -38,7 +40,7 @@ public enum ControlFrame: Equatable, Sendable {
     case exit(status: Int32, output: [UInt8])
     case shutdown
     case error(message: String)
-    case setup(mounts: [GuestMount], links: [GuestLink])
+    case setup(mounts: [GuestMount], links: [GuestLink], network: GuestNetwork?)
     case setupDone
     case spawn(GuestSpawn)
     case started(session: UInt32, pid: Int32)
@@ -66,6 +68,21 @@ public enum ControlFrame: Equatable, Sendable {
         public init(path: String, target: String) {
             self.path = path
             self.target = target
+        }
+    }
+
+    /// The guest's NIC (the virtio-net device with `mac`): its address, and the
+    /// default route through the proxy's end of the veth.
+    public struct GuestNetwork: Hashable, Sendable {
+        public var mac: String
+        public var address: String
+        public var prefixLength: UInt8
+        public var gateway: String
+        public init(mac: String, address: String, prefixLength: UInt8, gateway: String) {
+            self.mac = mac
+            self.address = address
+            self.prefixLength = prefixLength
+            self.gateway = gateway
         }
     }
 
@@ -126,7 +143,7 @@ public enum ControlFrame: Equatable, Sendable {
         case .error(let message):
             body.append(Kind.error.rawValue)
             Self.putString(message, into: &body)
-        case .setup(let mounts, let links):
+        case .setup(let mounts, let links, let network):
             body.append(Kind.setup.rawValue)
             Self.putU32(UInt32(mounts.count), into: &body)
             for m in mounts {
@@ -138,6 +155,15 @@ public enum ControlFrame: Equatable, Sendable {
             for l in links {
                 Self.putString(l.path, into: &body)
                 Self.putString(l.target, into: &body)
+            }
+            if let n = network {
+                body.append(1)
+                Self.putString(n.mac, into: &body)
+                Self.putString(n.address, into: &body)
+                body.append(n.prefixLength)
+                Self.putString(n.gateway, into: &body)
+            } else {
+                body.append(0)
             }
         case .setupDone:
             body.append(Kind.setupDone.rawValue)
@@ -217,7 +243,17 @@ public enum ControlFrame: Equatable, Sendable {
             guard Int(m) <= reader.remaining / 8 else { throw .malformed("setup: \(m) links in \(reader.remaining) bytes") }
             var links: [GuestLink] = []
             for _ in 0..<m { links.append(GuestLink(path: try reader.string(), target: try reader.string())) }
-            frame = .setup(mounts: mounts, links: links)
+            var network: GuestNetwork?
+            switch try reader.u8() {
+            case 0: break
+            case 1:
+                let mac = try reader.string()
+                let address = try reader.string()
+                let prefix = try reader.u8()
+                network = GuestNetwork(mac: mac, address: address, prefixLength: prefix, gateway: try reader.string())
+            case let flag: throw .malformed("setup: network flag \(flag)")
+            }
+            frame = .setup(mounts: mounts, links: links, network: network)
         case .setupDone:
             frame = .setupDone
         case .spawn:

@@ -70,19 +70,15 @@ extension VMPlan {
         out += "    control      virtio-serial port \(control.portName) <- the VMM's fd \(control.fd) (the jail's stdin: a socketpair with the supervisor)\n"
         out += "    guest runs   " + guest.argv.map(Self.quote).joined(separator: " ") + " (uid \(guest.uid), cwd \(guest.cwd))\n"
         if let tap = network.tap, let guest = network.guestAddress, let gw = network.gateway, let prefix = network.prefixLength {
-            out += "    network      tap \(tap) (fd \(network.tapFD ?? -1)) tied to the veth; guest \(guest)/\(prefix) via \(gw)\n"
+            out += "    network      tap \(tap) (the VMM's fd \(network.tapFD ?? -1), opened by the supervisor) tied to the veth by tc redirects; "
+                + "guest \(guest)/\(prefix) via \(gw)\n"
         } else {
             out += "    network      none: the guest has no NIC\n"
         }
         return out
     }
 
-    static func quote(_ s: String) -> String {
-        if !s.isEmpty && s.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || "/._-=:,+@".utf8.contains($0) }) {
-            return s
-        }
-        return "'" + s.replacingAll("'", with: "'\\''") + "'"
-    }
+    static func quote(_ s: String) -> String { PlanQuote.shell(s) }
 }
 
 extension String {
@@ -123,4 +119,14 @@ extension MountStep {
 
 extension String {
     fileprivate var trimmingLeadingSpace: String { hasPrefix(" ") ? String(dropFirst()) : self }
+}
+
+/// Words for /bin/sh: a plain word as it is, anything else single-quoted.
+public enum PlanQuote {
+    public static func shell(_ s: String) -> String {
+        if !s.isEmpty && s.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || "/._-=:,+@".utf8.contains($0) }) {
+            return s
+        }
+        return "'" + s.replacingAll("'", with: "'\\''") + "'"
+    }
 }

@@ -63,7 +63,7 @@ public struct VMPlan: Sendable, Hashable {
     public struct Network: Sendable, Hashable {
         public var mode: AgentConfig.NetworkMode
         /// Egress: a tap in the jail's netns, tied to the veth by tc mirred redirects,
-        /// passed to the VMM as `tapFD`.
+        /// opened by the supervisor and inherited by the VMM as `tapFD`.
         public var tap: String?
         public var tapFD: Int32?
         public var mac: String?
@@ -122,7 +122,7 @@ extension VMPlan {
     /// The guest's init looks for this name (ClawjailGuest.GuestMode.controlPortName).
     public static let controlPortName = "org.clawjail.control"
     public static let tapName = "cjtap0"
-    /// The executor passes the tap as the VMM's fd 3 (after stdio).
+    /// The supervisor passes the tap as the VMM jail's fd 3 (LaunchRequest.passFD).
     public static let tapFD: Int32 = 3
     /// The launch script moves the jail's stdin (the control socket) to fd 4, because
     /// qemu takes no standard stream as a chardev's fd, and duplicates stdout (the
@@ -161,6 +161,17 @@ extension VMPlan {
         var total: UInt64 = 64 * mib + UInt64(fileServers) * 16 * mib + bootFileBytes
         if accel == .tcg { total += tcgCodeBufferMiB * mib }
         return (total + mib - 1) / mib * mib
+    }
+
+    /// The guest kernel's command line. panic=-1 with the VMM's -no-reboot: a panic ends
+    /// the VMM. tsc_early_khz: microvm need not calibrate (which hangs about 4 boots in
+    /// 10 here). SWIFT_BACKTRACE: the static Swift binary as PID 1 has no /proc yet for
+    /// its backtracer to find itself.
+    public static func kernelCommandLine(tscKHz: UInt64?) -> String {
+        var append = ["console=ttyS0", "quiet", "panic=-1"]
+        if let khz = tscKHz { append.append("tsc_early_khz=\(khz)") }
+        append.append("SWIFT_BACKTRACE=enable=no,swift-backtrace=/none")
+        return append.joined(separator: " ")
     }
 
     /// `baseEntries`: the host rootfs's /usr, /bin, ... as the jail's base has them.
@@ -206,10 +217,6 @@ extension VMPlan {
                               guestAddress: egress ? NetworkLayout.jailAddress : nil,
                               gateway: egress ? NetworkLayout.peerAddress : nil,
                               prefixLength: egress ? NetworkLayout.prefixLength : nil)
-        var append = ["console=ttyS0", "quiet", "panic=-1"]
-        if let khz = facts.tscKHz { append.append("tsc_early_khz=\(khz)") }
-        // The static Swift binary as PID 1: no backtracer to exec (there is no /proc yet).
-        append.append("SWIFT_BACKTRACE=enable=no,swift-backtrace=/none")
         let bootBytes = (facts.kernel.size ?? 0) + (facts.initrd.size ?? 0)
         let overhead = overhead(accel: vm.accel, fileServers: fileServers.count, bootFileBytes: bootBytes)
         let guest = GuestProcess(argv: spec.argv, environment: spec.environment, cwd: spec.cwd, uid: spec.user, gid: spec.user)
@@ -221,7 +228,7 @@ extension VMPlan {
                              pinnedSHA256: vm.kernelSHA256, size: facts.kernel.size),
             initrd: BootFile(path: vm.initrd, jailPath: bootDirectory + "/initrd", sha256: facts.initrd.sha256,
                              pinnedSHA256: vm.initrdSHA256, size: facts.initrd.size),
-            kernelCommandLine: append.joined(separator: " "),
+            kernelCommandLine: kernelCommandLine(tscKHz: facts.tscKHz),
             command: [], vmmUser: spec.user, shares: shares, fileServers: fileServers, guestLinks: links, guest: guest,
             control: ControlChannel(fd: controlFD, portName: controlPortName), network: network,
             launchScript: "", seccompProfile: vmmSeccompProfile)
@@ -240,6 +247,13 @@ extension VMPlan {
          "-o", "modcaps=-mknod:-setfcap", "--rlimit-nofile=0"]
     }
 
+    /// The guest's NIC, for the guest's init; nil: it has none.
+    public var guestNetwork: ControlFrame.GuestNetwork? {
+        guard let mac = network.mac, let address = network.guestAddress, let prefix = network.prefixLength,
+              let gateway = network.gateway else { return nil }
+        return ControlFrame.GuestNetwork(mac: mac, address: address, prefixLength: prefix, gateway: gateway)
+    }
+
     /// The guest's mounts, in order: the base, /etc, then the workspace and mounts.
     public var guestMounts: [ControlFrame.GuestMount] {
         shares.map { ControlFrame.GuestMount(tag: $0.tag, path: $0.guestPath, readOnly: $0.readOnly) }
@@ -253,9 +267,10 @@ extension VMPlan {
         var lines = ["set -u", "umask 077", "mkdir -m 0755 \(socketDirectory)",
                      "exec \(controlFD)<&0 \(consoleFD)>&1 0</dev/null"]
         for f in p.fileServers {
-            lines.append(f.argv.map(quote).joined(separator: " ") + " \(controlFD)<&- \(consoleFD)>&- &")
+            let tap = p.network.tapFD.map { " \($0)<&-" } ?? ""
+            lines.append(f.argv.map(PlanQuote.shell).joined(separator: " ") + " \(controlFD)<&- \(consoleFD)>&-\(tap) &")
         }
-        let sockets = p.shares.map { quote($0.socket) }.joined(separator: " ")
+        let sockets = p.shares.map { PlanQuote.shell($0.socket) }.joined(separator: " ")
         if !p.shares.isEmpty {
             lines += [
                 "for s in \(sockets); do",
@@ -275,7 +290,7 @@ extension VMPlan {
         // a file without file capabilities, under no_new_privs, leaves the VMM none.
         let drop = [setpriv, "--reuid=\(p.vmmUser)", "--regid=\(p.vmmUser)", "--keep-groups",
                     "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"]
-        lines.append("exec " + (drop + p.command).map(quote).joined(separator: " "))
+        lines.append("exec " + (drop + p.command).map(PlanQuote.shell).joined(separator: " "))
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -12,8 +12,8 @@ struct ControlFrameTests {
         .shutdown,
         .error(message: "cannot run /nope: ENOENT"),
         .setup(mounts: [.init(tag: "base-usr", path: "/usr", readOnly: true), .init(tag: "workspace", path: "/workspace", readOnly: false)],
-               links: [.init(path: "/bin", target: "usr/bin")]),
-        .setup(mounts: [], links: []),
+               links: [.init(path: "/bin", target: "usr/bin")], network: nil),
+        .setup(mounts: [], links: [], network: .init(mac: "52:54:00:c1:a0:02", address: "10.200.0.2", prefixLength: 30, gateway: "10.200.0.1")),
         .setupDone,
         .spawn(.init(session: 1, uid: 1000, gid: 1000, cwd: "/workspace", argv: ["/bin/sh", "-c", "echo hi"],
                      environment: ["PATH=/usr/bin", "HOME=/tmp"])),
@@ -105,7 +105,7 @@ struct ControlFrameTests {
         // A mount count that cannot fit, and a read-only flag that is not 0 or 1.
         #expect(throws: ControlFrameError.self) { try decode([0, 0, 0, 5, 6, 0, 0, 1, 0]) }
         #expect(throws: ControlFrameError.malformed("setup: read-only flag 2")) {
-            try decode([0, 0, 0, 18, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0])
+            try decode([0, 0, 0, 19, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0])
         }
         // A spawn with an empty argv.
         #expect(throws: ControlFrameError.self) {

@@ -390,6 +390,7 @@ struct VMPlanRuleTests {
         let (_, egressPlan, egress) = try vmCase("vm-egress-kvm-v1")
         #expect(egress.network.guestAddress == "10.200.0.2")
         #expect(egress.command.contains("tap,id=net0,fd=3,vhost=off"))
+        #expect(egress.launchScript.contains("4<&- 5>&- 3<&- &"), "the file servers do not get the tap")
         #expect(egress.command.contains("-accel") && egress.command.contains("kvm"))
         #expect(egressPlan.mounts.contains { $0.target == "dev/kvm" && $0.action == .bindHost(source: "/dev/kvm", options: [.noSuid, .noExec]) })
         let (_, nonePlan, none) = try vmCase("vm-none-tcg-v2")

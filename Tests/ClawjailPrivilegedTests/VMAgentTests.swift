@@ -277,6 +277,46 @@ extension Privileged {
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty && Harness.leftoverCgroups(named: b.name).isEmpty)
         }
 
+        /// The guest's NIC is a tap tied to the jail's veth: the proxy, its DNS responder
+        /// and the transparent listeners see the guest as they see a namespace jail.
+        @Test("egress: the guest reaches an allowed name through the proxy and transparently; a denied one gets 403", .timeLimit(.minutes(4)))
+        func egressThroughTheProxy() throws {
+            let net = try FakeInternet.start()
+            defer { net.stop() }
+            let a = try VMAgentFixture("net")
+            defer { a.clean() }
+            let steps: [ClientStep] = [
+                .http("allowed", ClientStep.request("http://allowed.example/vm", host: "allowed.example")),
+                .http("denied", ClientStep.request("http://denied.example/vm", host: "denied.example")),
+                .http("transparent", ClientStep.request("/vm-direct", host: "allowed.example"), host: FakeInternet.allowedSite, port: 80),
+                .resolve("dns", "allowed.example"),
+            ]
+            try JSONSerialization.data(withJSONObject: steps.map(\.dict)).write(to: URL(fileURLWithPath: net.jailDir + "/vm-plan.json"))
+            try a.write(script: "exec /usr/bin/python3 /fake/client.py /fake/vm-plan.json", extra: """
+                [[mount]]
+                host = "\(net.jailDir)"
+                path = "/fake"
+                """)
+            var text = try String(contentsOfFile: a.config, encoding: .utf8)
+            text = text.replacingOccurrences(of: "[network]\nmode = \"none\"",
+                                             with: "[network]\nmode = \"egress\"\nallow = [\"allowed.example\"]\nresolvers = [\"\(FakeInternet.dnsServer)\"]")
+            try text.write(toFile: a.config, atomically: true, encoding: .utf8)
+            let r = try net.clawjail(["run", a.config], timeout: 150)
+            #expect(r.status == 0, "\(r)")
+            var results: [String: ClientStepResult] = [:]
+            for line in r.lines {
+                guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let id = obj["id"] as? String else { continue }
+                results[id] = ClientStepResult(obj)
+            }
+            #expect(results["allowed"]?.status == 200 && results["allowed"]?.siteAddress == FakeInternet.allowedSite, "\(r)")
+            #expect(results["denied"]?.status == 403 && results["denied"]?.deny != nil, "\(r)")
+            #expect(results["transparent"]?.status == 200, "\(r)")
+            #expect(results["dns"]?.result == "OK", "\(r)")
+            #expect(net.forbiddenContacts().isEmpty, "\(net.forbiddenContacts())")
+            #expect(r.stderr.contains("egress denied") && r.stderr.contains("denied.example"), "\(r)")
+        }
+
         /// The guest writes 32 MB while nobody reads the supervisor's stdout: the guest
         /// waits (credit), the supervisor does not buffer it; then every byte arrives.
         @Test("a guest flooding stdout cannot grow the supervisor's memory; every byte arrives once read", .timeLimit(.minutes(3)))

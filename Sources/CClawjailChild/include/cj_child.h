@@ -83,6 +83,7 @@ struct cj_plan {
     const char *hostname;
     uint32_t uid, gid;            /* ids inside the jail for the command */
     int stdio[3];                 /* fds to install as 0,1,2; -1 keeps the inherited one */
+    int pass_fd;                  /* >= 0: installed as the command's fd 3 (a VM agent's tap); -1: none */
     const char *cwd;
     const char **argv;            /* NULL terminated, in the arena */
     const char **envp;            /* NULL terminated, in the arena */
@@ -176,7 +177,7 @@ struct cj_spawn_result {
 };
 
 /* The argv[1] of the exec'd init (init.c): the two halves must come from one build. */
-#define CJ_INIT_PROTOCOL "cj-init-1"
+#define CJ_INIT_PROTOCOL "cj-init-2"
 
 /* The jail's init image: a sealed, CLOEXEC memfd holding a minimal static ELF made of
  * the cj_init section (init.c). Returns the fd, or -errno (-ENOSYS on an architecture

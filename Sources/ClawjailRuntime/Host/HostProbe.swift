@@ -5,7 +5,7 @@ import ClawjailSystem
 
 /// The executor's look at the host before planning: what exists, once, so that the
 /// plan (LaunchPlan.make) needs no syscalls of its own.
-enum HostProbe {
+public enum HostProbe {
     static func facts(for spec: JailSpec, layout: HostLayout, cgroup: CgroupFacts) -> HostFacts {
         var f = HostFacts(cgroup: cgroup, stagingRoot: layout.stagingRoot, emptyDirectory: layout.emptyDirectory)
         f.capLastCap = capLastCap
@@ -41,7 +41,7 @@ enum HostProbe {
 
     /// The VMM, the file server and the boot files of a VM agent, hashed here so that
     /// the plan records what will boot (and a pin can be checked before it does).
-    static func vmFacts(_ vm: JailSpec.VMSpec, layout: HostLayout) -> VMFacts {
+    public static func vmFacts(_ vm: JailSpec.VMSpec, layout: HostLayout) -> VMFacts {
         VMFacts(kernel: bootFile(vm.kernel), initrd: bootFile(vm.initrd), tscKHz: tscKHz,
                 openFilesHardLimit: ResourceLimit.hardLimit(ResourceLimit.openFiles))
     }

@@ -30,6 +30,8 @@ public struct LaunchRequest {
     var pendingSeccomp: BackgroundWork<SeccompChoice>?
     /// fds for the command's 0, 1, 2 (nil keeps the supervisor's own).
     public var stdio: [Int32]?
+    /// An fd of ours the command gets as its fd 3 (a VM agent's tap).
+    public var passFD: Int32?
     public var hooks: [any ParentHook] = []
     /// The jail's registry lock, when the caller took it already (agent runs do, before
     /// touching the store); otherwise start() takes it.
@@ -258,6 +260,7 @@ public enum Launcher {
         }
         plan.setForwardedSignals(process.forwardedSignals.compactMap(signalNumber))
         if let stdio = request.stdio { plan.setStdio(stdio) }
+        p.pointee.pass_fd = request.passFD ?? -1
         if let (start, length) = argumentArea() {
             p.pointee.scrub_start = start
             p.pointee.scrub_len = length

@@ -30,6 +30,9 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
     private var forwarders: [IngressForwarder] = []
     private var socketPaths: [String] = []
     private var jailInitPid: pid_t = 0
+    /// A VM agent's tap (VMPlan.Network), opened before the jail: moved into the jail's
+    /// netns and tied to the veth's jail end here.
+    var vmTap: VMTap?
 
     static let dnsPort: UInt16 = 53
 
@@ -57,6 +60,9 @@ final class NetworkHook: ParentHook, @unchecked Sendable {
                                       prefixLength: Int(NetworkLayout.prefixLength),
                                       jailDefaultRoute: egress, peerCapturesAll: egress),
                            jail: jailNS, peer: peerNS)
+        if let tap = vmTap {
+            try tap.moveAndTie(to: jailNS, veth: VethWiring().jailLink)
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.group = group
         if egress { try startEgress(peerNS, group: group) }

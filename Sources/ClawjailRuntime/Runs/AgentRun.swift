@@ -1,4 +1,5 @@
 import ClawjailCgroup
+import ClawjailNetwork
 import ClawjailCore
 import ClawjailPlan
 import ClawjailSeccomp
@@ -26,9 +27,23 @@ public enum AgentRun {
         let spec = JailSpec.forAgent(config, hostEnvironment: ProcessInfoLite.environment())
         let name = spec.name
         // Before the lock, the store and the cgroup: nothing is created for a VM agent yet.
-        if spec.vm != nil && spec.network.mode == .egress {
-            throw ClawjailError(.setup, "\(name) has isolation = \"vm\" with network mode \"egress\", and the VM's tap to the egress veth is not wired yet",
-                                hint: "set [network] mode = \"none\" for a VM agent for now (the guest then has no NIC), or run it with isolation = \"namespace\"")
+        if let vm = spec.vm {
+            // Missing or changed boot files, or a KVM that cannot boot a guest: refused
+            // before anything exists.
+            let vmFacts = HostProbe.vmFacts(vm, layout: r.layout)
+            let problems = vmFacts.bootProblems(vm)
+            if !problems.isEmpty {
+                throw ClawjailError(.config, "\(r.configPath): the VM of \(name) cannot boot:\n  " + problems.joined(separator: "\n  "))
+            }
+            if vm.accel == .kvm {
+                let v = KVMProbe.verdict(kernel: vm.kernel, initrd: vm.initrd, kernelSHA256: vmFacts.kernel.sha256, layout: r.layout)
+                if !v.usable {
+                    throw ClawjailError(.setup, "\(name) has vm.accel = \"kvm\", and this host's KVM cannot run its guest: \(v.reason)",
+                                        hint: "run it on a host whose KVM boots a stock guest; or set vm.accel = \"tcg\" and vm.allow_tcg = true "
+                                            + "to run it under software emulation, which is not a security boundary")
+                }
+                Log.debug("kvm: \(v.reason)")
+            }
         }
         if spec.vm != nil && !spec.network.ingress.isEmpty {
             throw ClawjailError(.setup, "\(name) has isolation = \"vm\" and [[ingress]], which needs the VM's network",
@@ -93,8 +108,24 @@ public enum AgentRun {
         }
         request.seccompBPF = seccomp.filter.bpf
         request.seccompFlags = seccomp.flags
+        // A VM agent's NIC: a tap opened now, in a scratch netns, that the VMM inherits as
+        // fd 3; the network hook moves it into the jail's netns.
+        var tap: VMTap?
+        if let name = plan.vm?.network.tap {
+            do { tap = try VMTap(name: name) } catch {
+                vm?.closeAll()
+                out.write.close(); err.write.close(); out.read.close(); err.read.close()
+                _ = recorder.finish(end: RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0),
+                                    summary: "setup failed", retryForNs: retryNs)
+                throw error
+            }
+            request.passFD = tap?.fd.rawValue
+        }
+        defer { tap?.close() }
         if NetworkHook.isNeeded(for: spec) {
-            request.hooks.append(NetworkAudit.hook(spec: spec, recorder: recorder))
+            let hook = NetworkAudit.hook(spec: spec, recorder: recorder)
+            hook.vmTap = tap
+            request.hooks.append(hook)
         }
         request.lock = lock
         lockHandedOver = true

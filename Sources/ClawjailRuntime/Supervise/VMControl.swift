@@ -170,7 +170,7 @@ public final class VMControl: SupervisedChannel {
             Log.debug("vm: guest kernel \(release) ready after \(bootMs ?? 0) ms")
             phase = .settingUp
             deadline = ProcessInfoLite.monotonicNanoseconds + Self.setupTimeoutNs
-            send(.setup(mounts: plan.guestMounts, links: plan.guestLinks))
+            send(.setup(mounts: plan.guestMounts, links: plan.guestLinks, network: plan.guestNetwork))
         case (.settingUp, .setupDone):
             phase = .starting
             let g = plan.guest
@@ -333,7 +333,9 @@ public final class VMControl: SupervisedChannel {
             default: return "the VM ended before the agent did"
             }
         }()
-        let tail = vmmLog.all.suffix(3).map(DisplayText.safeLine).joined(separator: " / ")
+        // The VMM's own words first (the file servers log every hang-up after it).
+        let own = vmmLog.all.filter { $0.hasPrefix("qemu-system") || $0.hasPrefix("clawjail-vmm") || $0.hasPrefix("setpriv") }
+        let tail = (own.isEmpty ? vmmLog.all : own).suffix(3).map(DisplayText.safeLine).joined(separator: " / ")
         if !tail.isEmpty { why += " (vmm: \(tail))" }
         let guestLines = console.all.filter { $0.hasPrefix("guest:") }.suffix(2).map(DisplayText.safeLine)
         if !guestLines.isEmpty { why += " (console: \(guestLines.joined(separator: " / ")))" }
