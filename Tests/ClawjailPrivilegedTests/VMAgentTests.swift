@@ -344,6 +344,30 @@ extension Privileged {
             #expect(peak - before < 8 * 1024, "the supervisor grew by \(peak - before) KiB while its stdout was stalled")
         }
 
+        /// accel = "kvm" boots only when a real boot under KVM reached READY. Here /dev/kvm
+        /// is PVM and the probe fails, so the run must stop before anything exists; on a
+        /// host whose KVM works, the same config runs.
+        @Test("accel = kvm: refused with the probe's reason when this host's KVM cannot boot the guest", .timeLimit(.minutes(2)))
+        func kvmRefusedWithTheProbesReason() throws {
+            let a = try VMAgentFixture("kvm")
+            defer { a.clean() }
+            try a.write(script: "echo under-kvm")
+            let text = try String(contentsOfFile: a.config, encoding: .utf8)
+                .replacingOccurrences(of: "accel = \"tcg\"\nallow_tcg = true\n", with: "accel = \"kvm\"\n")
+            try text.write(toFile: a.config, atomically: true, encoding: .utf8)
+            let r = try Harness.clawjail(["run", a.config], timeout: 90)
+            if r.status == 0 {
+                print("VM agents: KVM boots the guest on this host")
+                #expect(r.stdout.contains("under-kvm"), "\(r)")
+            } else {
+                #expect(r.stderr.contains("vm.accel = \"kvm\", and this host's KVM cannot run its guest"), "\(r)")
+                #expect(r.stderr.contains("vm.allow_tcg = true"), "the hint names the way out: \(r)")
+                #expect(!r.stderr.contains("started in a VM"), "nothing was started: \(r)")
+                print("VM agents: accel = kvm refused here: \(r.stderr.split(separator: "\n").first ?? "")")
+            }
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
         @Test("a command the guest cannot start is exit 127 with its cause", .timeLimit(.minutes(3)))
         func failuresNameTheirCause() throws {
             let a = try VMAgentFixture("fail")
