@@ -368,6 +368,21 @@ extension Privileged {
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
         }
 
+        @Test("a [[mount]] of a single file is refused by check and run, naming it, before anything starts")
+        func fileMountRefused() throws {
+            let a = try VMAgentFixture("filemount")
+            defer { a.clean() }
+            try "x".write(toFile: a.dir + "/tool.bin", atomically: false, encoding: .utf8)
+            try a.write(script: "true", extra: "[[mount]]\nhost = \"\(a.dir)/tool.bin\"\npath = \"/opt/tool.bin\"\n")
+            for command in ["check", "run"] {
+                let r = try Harness.clawjail([command, a.config], timeout: 60)
+                #expect(r.status != 0, "\(command): \(r)")
+                #expect(r.stderr.contains("[[mount]] host = \"\(a.dir)/tool.bin\"") && r.stderr.contains("virtiofs share"), "\(command): \(r)")
+                #expect(!r.stderr.contains("started in a VM"), "\(r)")
+            }
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
         @Test("a command the guest cannot start is exit 127 with its cause", .timeLimit(.minutes(3)))
         func failuresNameTheirCause() throws {
             let a = try VMAgentFixture("fail")

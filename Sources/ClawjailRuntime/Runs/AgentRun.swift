@@ -31,7 +31,7 @@ public enum AgentRun {
             // Missing or changed boot files, or a KVM that cannot boot a guest: refused
             // before anything exists.
             let vmFacts = HostProbe.vmFacts(vm, layout: r.layout)
-            let problems = vmFacts.bootProblems(vm)
+            let problems = vmFacts.bootProblems(vm) + CheckReport.vmShareProblems(spec)
             if !problems.isEmpty {
                 throw ClawjailError(.config, "\(r.configPath): the VM of \(name) cannot boot:\n  " + problems.joined(separator: "\n  "))
             }

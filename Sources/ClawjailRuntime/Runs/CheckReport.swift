@@ -45,9 +45,20 @@ public enum CheckReport {
     /// refused here, before any plan is used: `check` reports it, and `run` never boots it.
     static func checkBootFiles(_ spec: JailSpec, facts: HostFacts, configPath: String) throws(ClawjailError) {
         guard let vm = spec.vm, let vmFacts = facts.vm else { return }
-        let problems = vmFacts.bootProblems(vm)
+        let problems = vmFacts.bootProblems(vm) + vmShareProblems(spec)
         if !problems.isEmpty {
             throw ClawjailError(.config, "\(configPath): the VM of \(spec.name) cannot boot:\n  " + problems.joined(separator: "\n  "))
+        }
+    }
+
+    /// A VM agent's [[mount]]s and credentials reach the guest as virtiofs shares, which
+    /// serve directories: a single file cannot be one.
+    static func vmShareProblems(_ spec: JailSpec) -> [String] {
+        spec.mounts.filter { $0.role == .mount || $0.role == .credentials }.compactMap { m in
+            guard let st = try? FileSystem.stat(m.host, followSymlinks: true), !st.isDirectory else { return nil }
+            let what = m.role == .mount ? "[[mount]] host = \"\(m.host)\" (path \(m.target))" : "[credentials] host = \"\(m.host)\""
+            return "\(what) is a file; a VM guest gets each mount as a virtiofs share, which serves a directory: "
+                + "mount the directory that holds it (and point the agent at the file inside)"
         }
     }
 
