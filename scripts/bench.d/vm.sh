@@ -108,7 +108,8 @@ bench_vm() {
   local cj_drop=$((before - after)) cj_pss=$pss
   sleep 1
   before=$(awk '/MemAvailable/{print $2}' /proc/meminfo)
-  eval "$(_bvm_qemu "$trivial" "$append pause")" </dev/null >/dev/null 2>&1 &
+  # exec: $! must be qemu itself, which is killed by that pid below.
+  eval "exec $(_bvm_qemu "$trivial" "$append pause")" </dev/null >/dev/null 2>&1 &
   local q=$!
   sleep 6
   after=$(awk '/MemAvailable/{print $2}' /proc/meminfo)
