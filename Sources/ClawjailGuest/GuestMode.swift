@@ -212,7 +212,7 @@ public enum GuestMode {
             try Links.setUp("lo", in: ns)
             try Links.addAddress("\(n.address)/\(n.prefixLength)", to: nic, in: ns)
             try Links.setUp(nic, in: ns)
-            try Links.addDefaultRoute(via: n.gateway, dev: nic, in: ns)
+            if !n.gateway.isEmpty { try Links.addDefaultRoute(via: n.gateway, dev: nic, in: ns) }
         } catch {
             return .error(message: "network: \(error.message)")
         }

@@ -174,7 +174,8 @@ extension VMPlan {
         }
         var net: [String: JSONValue] = ["mode": .string(network.mode.rawValue)]
         if let tap = network.tap, let fd = network.tapFD, let mac = network.mac, let guest = network.guestAddress,
-           let gateway = network.gateway, let prefix = network.prefixLength {
+           let prefix = network.prefixLength {
+            let gateway = network.gateway ?? "none"
             net["tap"] = .string(tap)
             net["tap_fd"] = .int(Int64(fd))
             net["mac"] = .string(mac)

@@ -69,7 +69,8 @@ extension VMPlan {
         for line in launchScript.split(separator: "\n") { out += "      | \(line)\n" }
         out += "    control      virtio-serial port \(control.portName) <- the VMM's fd \(control.fd) (the jail's stdin: a socketpair with the supervisor)\n"
         out += "    guest runs   " + guest.argv.map(Self.quote).joined(separator: " ") + " (uid \(guest.uid), cwd \(guest.cwd))\n"
-        if let tap = network.tap, let guest = network.guestAddress, let gw = network.gateway, let prefix = network.prefixLength {
+        if let tap = network.tap, let guest = network.guestAddress, let prefix = network.prefixLength {
+            let gw = network.gateway ?? "no default route (ingress only)"
             out += "    network      tap \(tap) (the VMM's fd \(network.tapFD ?? -1), opened by the supervisor) tied to the veth by tc redirects; "
                 + "guest \(guest)/\(prefix) via \(gw)\n"
         } else {

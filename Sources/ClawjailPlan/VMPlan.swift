@@ -211,12 +211,15 @@ extension VMPlan {
         }
         let fileServers = shares.map { FileServer(tag: $0.tag, argv: fileServerCommand(facts.virtiofsd, $0)) }
 
+        // A NIC for egress, and for [[ingress]] (connections forwarded to the guest's
+        // address); with mode "none" and ingress it has no default route.
         let egress = spec.network.mode == .egress
-        let network = Network(mode: spec.network.mode, tap: egress ? tapName : nil, tapFD: egress ? tapFD : nil,
-                              mac: egress ? guestMAC : nil,
-                              guestAddress: egress ? NetworkLayout.jailAddress : nil,
+        let nic = egress || !spec.network.ingress.isEmpty
+        let network = Network(mode: spec.network.mode, tap: nic ? tapName : nil, tapFD: nic ? tapFD : nil,
+                              mac: nic ? guestMAC : nil,
+                              guestAddress: nic ? NetworkLayout.jailAddress : nil,
                               gateway: egress ? NetworkLayout.peerAddress : nil,
-                              prefixLength: egress ? NetworkLayout.prefixLength : nil)
+                              prefixLength: nic ? NetworkLayout.prefixLength : nil)
         let bootBytes = (facts.kernel.size ?? 0) + (facts.initrd.size ?? 0)
         let overhead = overhead(accel: vm.accel, fileServers: fileServers.count, bootFileBytes: bootBytes)
         let guest = GuestProcess(argv: spec.argv, environment: spec.environment, cwd: spec.cwd, uid: spec.user, gid: spec.user)
@@ -249,9 +252,9 @@ extension VMPlan {
 
     /// The guest's NIC, for the guest's init; nil: it has none.
     public var guestNetwork: ControlFrame.GuestNetwork? {
-        guard let mac = network.mac, let address = network.guestAddress, let prefix = network.prefixLength,
-              let gateway = network.gateway else { return nil }
-        return ControlFrame.GuestNetwork(mac: mac, address: address, prefixLength: prefix, gateway: gateway)
+        guard let mac = network.mac, let address = network.guestAddress, let prefix = network.prefixLength else { return nil }
+        // An empty gateway: no default route (ingress only).
+        return ControlFrame.GuestNetwork(mac: mac, address: address, prefixLength: prefix, gateway: network.gateway ?? "")
     }
 
     /// The guest's mounts, in order: the base, /etc, then the workspace and mounts.

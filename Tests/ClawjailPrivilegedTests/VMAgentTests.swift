@@ -317,6 +317,39 @@ extension Privileged {
             #expect(r.stderr.contains("egress denied") && r.stderr.contains("denied.example"), "\(r)")
         }
 
+        /// [[ingress]] reaches the agent's server in the guest: the host's Unix socket, the
+        /// forwarder in the peer namespace, the veth, the tap. With mode = "none" the
+        /// guest's NIC has no default route.
+        @Test("ingress: the host reaches a server in the guest through its Unix socket; mode none gives it no way out", .timeLimit(.minutes(3)))
+        func ingressIntoTheGuest() throws {
+            let a = try VMAgentFixture("ingress")
+            defer { a.clean() }
+            try "hello from the guest\n".write(toFile: a.workspace + "/index.txt", atomically: false, encoding: .utf8)
+            let socket = a.dir + "/gateway.sock"
+            try a.write(script: """
+                /usr/sbin/ip route | grep -q default && echo route=default || echo route=none
+                echo ready
+                exec /usr/bin/python3 -m http.server 8080 --bind 0.0.0.0 --directory /workspace
+                """, extra: "[[ingress]]\nport = 8080\nsocket = \"\(socket)\"\nsocket_mode = \"0600\"\n")
+            let run = try BackgroundRun(config: a.config)
+            defer { run.stop() }
+            #expect(run.waitFor("ready", timeout: 120), "\(String(decoding: run.seen, as: UTF8.self))")
+            #expect(String(decoding: run.seen, as: UTF8.self).contains("route=none"), "mode none: no default route")
+            var got: Harness.Result?
+            // The server starts a moment after "ready" (python under TCG): bounded retries.
+            for _ in 0..<30 {
+                let r = try Harness.run(["/usr/bin/curl", "-sS", "--max-time", "10", "--unix-socket", socket, "http://agent/index.txt"], timeout: 20)
+                got = r
+                if r.status == 0 { break }
+                usleep(500_000)
+            }
+            #expect(got?.status == 0 && got?.stdout == "hello from the guest\n", "\(String(describing: got))")
+            kill(run.process.processIdentifier, SIGTERM)
+            #expect(Harness.eventually(timeout: 30) { !run.process.isRunning })
+            #expect(!FileManager.default.fileExists(atPath: socket), "the ingress socket is removed at exit")
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
         /// The guest writes 32 MB while nobody reads the supervisor's stdout: the guest
         /// waits (credit), the supervisor does not buffer it; then every byte arrives.
         @Test("a guest flooding stdout cannot grow the supervisor's memory; every byte arrives once read", .timeLimit(.minutes(3)))

@@ -45,10 +45,6 @@ public enum AgentRun {
                 Log.debug("kvm: \(v.reason)")
             }
         }
-        if spec.vm != nil && !spec.network.ingress.isEmpty {
-            throw ClawjailError(.setup, "\(name) has isolation = \"vm\" and [[ingress]], which needs the VM's network",
-                                hint: "remove [[ingress]], or run it with isolation = \"namespace\"")
-        }
 
         // One supervisor per agent, decided by the kernel (the lock dies with us).
         let lock = try JailRegistry.acquire(name, kind: .agent, layout: r.layout)
