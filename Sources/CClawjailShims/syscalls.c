@@ -188,7 +188,7 @@ int cj_sys_finit_module(int fd, const char *params, int flags) {
 
 int cj_sys_power_off(void) { return reboot(RB_POWER_OFF); }
 
-pid_t cj_guest_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+pid_t cj_spawn_process(const char *path, char *const argv[], char *const envp[], const char *cwd,
                      uint32_t uid, uint32_t gid, const int fds[3]) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) < 0) return -errno;

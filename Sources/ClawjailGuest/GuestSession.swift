@@ -64,7 +64,7 @@ final class GuestSession {
         }
         let pid: pid_t
         do throws(Errno) {
-            pid = try GuestInit.spawn(s.argv, environment: s.environment, cwd: s.cwd, uid: s.uid, gid: s.gid,
+            pid = try ChildProcess.start(s.argv, environment: s.environment, cwd: s.cwd, uid: s.uid, gid: s.gid,
                                       stdio: (stdin.read, stdout.write, stderr.write))
         } catch {
             stdin.write.close(); stdout.read.close(); stderr.read.close()

@@ -17,7 +17,7 @@ public enum GuestInit {
     public static let mountNoExec: UInt = UInt(MS_NOEXEC)
     public static let mountReadOnly: UInt = UInt(MS_RDONLY)
 
-    /// kill(2) of a session's whole process group (`pid` leads it: cj_guest_spawn
+    /// kill(2) of a session's whole process group (`pid` leads it: ChildProcess.start
     /// starts each in a session of its own). ESRCH (all gone) is not an error.
     public static func signalGroup(_ pid: pid_t, _ signal: Int32) {
         _ = Glibc.kill(-pid, signal)
@@ -71,24 +71,6 @@ public enum GuestInit {
         let r = posix_spawn(&pid, path, &actions, &attr, cArgv, cEnv)
         if r != 0 { throw Errno(rawValue: r) }
         return pid
-    }
-
-    /// Starts a session's process as `uid`:`gid` (no supplementary groups) in its own
-    /// session, with `stdio` as its 0, 1 and 2 (cj_guest_spawn: fork, then only
-    /// async-signal-safe calls until execve). `argv[0]` must be a path.
-    public static func spawn(_ argv: [String], environment: [String], cwd: String, uid: UInt32, gid: UInt32,
-                             stdio: (FD, FD, FD)) throws(Errno) -> pid_t {
-        guard let path = argv.first, path.hasPrefix("/") else { throw .ENOENT }
-        let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnv = environment.map { strdup($0) } + [nil]
-        defer {
-            cArgv.forEach { free($0) }
-            cEnv.forEach { free($0) }
-        }
-        let fds: [Int32] = [stdio.0.rawValue, stdio.1.rawValue, stdio.2.rawValue]
-        let r = fds.withUnsafeBufferPointer { f in cj_guest_spawn(path, cArgv, cEnv, cwd, uid, gid, f.baseAddress) }
-        if r < 0 { throw Errno(rawValue: -r) }
-        return r
     }
 
     /// symlink(2).

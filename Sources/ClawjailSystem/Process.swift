@@ -161,3 +161,25 @@ public enum ProcessInfoLite {
         return env
     }()
 }
+
+/// A plain child process, for callers outside any jail.
+public enum ChildProcess {
+    /// Starts `argv` as `uid`:`gid` (no supplementary groups) in a session of its own,
+    /// with `stdio` as its 0, 1 and 2 (cj_spawn_process: fork, then only
+    /// async-signal-safe calls until execve). `argv[0]` must be a path. The guest's
+    /// init starts sessions with it; the host's KVM probe starts its qemu.
+    public static func start(_ argv: [String], environment: [String], cwd: String, uid: UInt32, gid: UInt32,
+                             stdio: (FD, FD, FD)) throws(Errno) -> pid_t {
+        guard let path = argv.first, path.hasPrefix("/") else { throw .ENOENT }
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.map { strdup($0) } + [nil]
+        defer {
+            cArgv.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        let fds: [Int32] = [stdio.0.rawValue, stdio.1.rawValue, stdio.2.rawValue]
+        let r = fds.withUnsafeBufferPointer { f in cj_spawn_process(path, cArgv, cEnv, cwd, uid, gid, f.baseAddress) }
+        if r < 0 { throw Errno(rawValue: -r) }
+        return r
+    }
+}

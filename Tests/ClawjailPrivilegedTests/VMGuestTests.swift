@@ -1,4 +1,5 @@
 import ClawjailCore
+import ClawjailRuntime
 import Foundation
 import Testing
 
@@ -146,67 +147,6 @@ enum VMGuest {
     }
 }
 
-/// Whether this host's KVM can boot the guest: a real short boot that must reach READY,
-/// because on this kind of machine /dev/kvm is PVM and KVM_CREATE_VM succeeds while a
-/// stock kernel fails with an emulation error after 80-120 s. The verdict is cached per
-/// (host kernel release, qemu version, guest kernel sha256) in .build/vm/kvm-probe.
-enum KVMProbe {
-    struct Verdict: Equatable {
-        var usable: Bool
-        var reason: String
-    }
-
-    static let bound: TimeInterval = 20
-    static let cacheFile = Harness.repository + "/.build/vm/kvm-probe"
-
-    static func key() -> String {
-        let qemuVersion = (try? Harness.run([VMGuest.qemu, "--version"]).lines.first) ?? "qemu ?"
-        let kernelHash = VMGuest.manifest["vmlinuz_sha256"] ?? "?"
-        var uts = utsname()
-        _ = uname(&uts)
-        let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return "\(release)|\(qemuVersion)|\(kernelHash)"
-    }
-
-    /// The cached verdict for this key, or a new boot's.
-    static func verdict() -> Verdict {
-        let key = key()
-        if let text = try? String(contentsOfFile: cacheFile, encoding: .utf8) {
-            let parts = text.split(separator: "\t", maxSplits: 2).map(String.init)
-            if parts.count == 3, parts[0] == key { return Verdict(usable: parts[1] == "yes", reason: parts[2]) }
-        }
-        let v = probe()
-        try? "\(key)\t\(v.usable ? "yes" : "no")\t\(v.reason)".write(toFile: cacheFile, atomically: true, encoding: .utf8)
-        return v
-    }
-
-    static func probe() -> Verdict {
-        guard FileManager.default.fileExists(atPath: "/dev/kvm") else { return Verdict(usable: false, reason: "no /dev/kvm") }
-        guard VMGuest.available else { return Verdict(usable: false, reason: "no guest image (scripts/vm/guest-image)") }
-        let machine: VMGuest.Machine
-        do { machine = try VMGuest.Machine(accel: "kvm") } catch { return Verdict(usable: false, reason: "qemu -accel kvm failed to start: \(error)") }
-        defer { machine.stop() }
-        let start = Date()
-        do {
-            switch try machine.receive(timeout: bound) {
-            case .ready(let release)?:
-                let s = String(format: "%.1f", Date().timeIntervalSince(start))
-                try? machine.send(.shutdown)
-                _ = machine.waitForExit(timeout: 5)
-                return Verdict(usable: true, reason: "a KVM guest (kernel \(release)) reached READY in \(s) s")
-            case let other?:
-                return Verdict(usable: false, reason: "the KVM guest sent \(other) instead of READY")
-            case nil:
-                let tail = machine.qemuLog.split(separator: "\n").suffix(3).joined(separator: " / ")
-                let why = machine.process.isRunning ? "no READY within \(Int(bound)) s" : "qemu exited with status \(machine.process.terminationStatus) before READY"
-                return Verdict(usable: false, reason: "KVM cannot boot a guest here: \(why) with -accel kvm\(tail.isEmpty ? "" : " (qemu: \(tail))")")
-            }
-        } catch {
-            return Verdict(usable: false, reason: "KVM probe failed: \(error)")
-        }
-    }
-}
-
 @Suite("VM guest boot", .serialized,
        .enabled(if: VMGuest.available, "needs qemu-system-x86_64 and the guest image in .build/vm/guest (scripts/setup installs qemu; scripts/vm/guest-image builds the image)"))
 struct VMGuestTests {
@@ -266,15 +206,23 @@ struct VMGuestTests {
         print("VM guest: boot to power-off \(String(format: "%.2f", Date().timeIntervalSince(t0))) s under TCG")
     }
 
-    @Test("KVM probe: a real short boot gives a verdict with a reason", .timeLimit(.minutes(2)))
-    func kvmProbe() {
+    /// The runtime's probe (what `run` with accel = "kvm" and `doctor` use), with a
+    /// cache of the test's own.
+    @Test("KVM probe: a real short boot gives a verdict with a reason, then the cached one", .timeLimit(.minutes(2)))
+    func kvmProbe() throws {
+        let cache = try Harness.tempDirectory("kvmprobe")
+        defer { Harness.remove(cache) }
+        let layout = HostLayout(environment: ["CLAWJAIL_CACHE_DIR": cache])
+        let sha = VMGuest.manifest["vmlinuz_sha256"]
         let t0 = Date()
-        let v = KVMProbe.verdict()
+        let v = KVMProbe.verdict(kernel: VMGuest.kernel, initrd: VMGuest.initramfs, kernelSHA256: sha, layout: layout)
         print("VM guest: KVM probe (\(String(format: "%.1f", Date().timeIntervalSince(t0))) s): usable=\(v.usable): \(v.reason)")
         #expect(!v.reason.isEmpty)
-        // Cached: the second call does not boot again.
+        #expect(FileManager.default.fileExists(atPath: cache + "/kvm-probe"))
+        // Cached: the second call does not boot again, and says so.
         let t1 = Date()
-        #expect(KVMProbe.verdict() == v)
+        let again = KVMProbe.verdict(kernel: VMGuest.kernel, initrd: VMGuest.initramfs, kernelSHA256: sha, layout: layout)
+        #expect(again.usable == v.usable && again.reason.hasSuffix("(cached)"), "\(again)")
         #expect(Date().timeIntervalSince(t1) < 2)
     }
 }

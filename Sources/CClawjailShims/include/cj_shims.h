@@ -38,11 +38,11 @@ int cj_sys_getrandom(void *buf, size_t len);
  * (reboot(RB_POWER_OFF); returns only on failure). */
 int cj_sys_finit_module(int fd, const char *params, int flags);
 int cj_sys_power_off(void);
-/* The guest's init starts a session's process: fork, then in the child only
+/* A child process (the guest's sessions, the KVM probe's qemu): fork, then in the child only
  * async-signal-safe calls (a new session, no supplementary groups, gid and uid, cwd,
  * stdio from fds[0..2], signals unblocked and default, execve). Returns the pid, or
  * -errno of the step that failed (the child reports it through a CLOEXEC pipe). */
-pid_t cj_guest_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+pid_t cj_spawn_process(const char *path, char *const argv[], char *const envp[], const char *cwd,
                      uint32_t uid, uint32_t gid, const int fds[3]);
 /* Constants Swift's Glibc module hides behind _GNU_SOURCE. */
 uint64_t cj_jail_clone_flags(void);   /* CLONE_NEWUSER|NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS */

@@ -60,7 +60,7 @@ public enum KVMProbe {
             defer { errors.read.close() }
             let pid: pid_t
             do throws(Errno) {
-                pid = try GuestInit.spawn(["/bin/sh", "-c", script], environment: ["PATH=/usr/bin:/bin"], cwd: "/", uid: 0, gid: 0,
+                pid = try ChildProcess.start(["/bin/sh", "-c", script], environment: ["PATH=/usr/bin:/bin"], cwd: "/", uid: 0, gid: 0,
                                           stdio: (guest, devNull, errors.write))
             } catch {
                 guest.close()
