@@ -21,7 +21,7 @@ struct VMAgentFixture {
     }
 
     /// `script` runs as `/bin/sh -c script` in the guest, as uid 1000 in /workspace.
-    func write(script: String, extra: String = "") throws {
+    func write(script: String, extra: String = "", initrd: String = VMGuest.initramfs) throws {
         let escaped = script.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             .replacingOccurrences(of: "\n", with: "\\n")
         let text = """
@@ -38,7 +38,7 @@ struct VMAgentFixture {
 
         [vm]
         kernel = "\(VMGuest.kernel)"
-        initrd = "\(VMGuest.initramfs)"
+        initrd = "\(initrd)"
         accel = "tcg"
         allow_tcg = true
         memory = "256M"
@@ -429,6 +429,135 @@ extension Privileged {
             #expect(r.status == 127, "\(r)")
             #expect(r.stderr.contains("/no/such/program") && r.stderr.contains("ENOENT"), "\(r)")
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
+        /// The host enforces the file boundary, not the guest: a hostile guest (its own
+        /// /init, busybox as PID 1, in place of clawjail's) mounts the shares itself, with
+        /// whatever options it likes, and every write the jail's view forbids still fails
+        /// in the file server on the host. What it sees goes to a report in the workspace.
+        @Test("a hostile guest init mounting the shares itself cannot write [protect] paths or credentials, nor reach them from the workspace share", .timeLimit(.minutes(3)))
+        func hostileGuest() throws {
+            let a = try VMAgentFixture("hostile")
+            defer { a.clean() }
+            let credentials = a.dir + "/creds"
+            try FileManager.default.createDirectory(atPath: a.workspace + "/skills", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
+            try "remember this\n".write(toFile: a.workspace + "/MEMORY.md", atomically: false, encoding: .utf8)
+            try "safe skill\n".write(toFile: a.workspace + "/skills/s.md", atomically: false, encoding: .utf8)
+            try "decoy\n".write(toFile: a.workspace + "/decoy", atomically: false, encoding: .utf8)
+            try "sk-real-credential-0123456789\n".write(toFile: credentials + "/api_key", atomically: false, encoding: .utf8)
+            let initrd = try Self.hostileInitramfs(in: a.dir)
+            try a.write(script: "true", extra: """
+                [protect]
+                paths = ["MEMORY.md", "skills/"]
+
+                [credentials]
+                host = "\(credentials)"
+                """, initrd: initrd)
+            // The guest never says READY: the run ends when its /init powers the VM off.
+            let r = try Harness.clawjail(["run", a.config], timeout: 150)
+            #expect(r.status == 125, "a VM that never served its host is a failed run\n\(r)")
+            let report = (try? String(contentsOfFile: a.workspace + "/report", encoding: .utf8)) ?? ""
+            var seen: [String: String] = [:]
+            for line in report.split(separator: "\n") {
+                let kv = line.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { seen[String(kv[0])] = String(kv[1]) }
+            }
+            print("hostile guest: " + report.split(separator: "\n").joined(separator: " "))
+            #expect(seen["done"] == "yes", "the hostile init ran to its end\n\(report)\n\(r)")
+            // It had its mounts: the attack was real.
+            #expect(seen["mount.workspace"] == "ok" && seen["mount.credentials"] == "ok" && seen["mount.etc"] == "ok", "\(report)")
+            #expect(seen["read.credentials"] == "sk-real-credential-0123456789", "the guest may read its credentials share\n\(report)")
+            #expect(seen["write.plain"] == "ok", "an unprotected workspace file is writable\n\(report)")
+            // Every write the jail's view forbids failed, whatever the guest kernel asked.
+            for key in ["write.memory", "append.memory", "truncate.memory", "rm.memory", "rename-over.memory", "rename.memory",
+                        "chmod.memory", "link.memory", "write.skill", "create.skill", "rm.skill",
+                        "write.credential", "create.credential", "rm.credential",
+                        "mknod.workspace", "read.shadow", "find.credential-in-workspace"] {
+                #expect(seen[key] == "refused", "\(key): \(seen[key] ?? "missing")\n\(report)")
+            }
+            #expect((try? String(contentsOfFile: a.workspace + "/MEMORY.md", encoding: .utf8)) == "remember this\n")
+            #expect((try? String(contentsOfFile: a.workspace + "/skills/s.md", encoding: .utf8)) == "safe skill\n")
+            #expect(!FileManager.default.fileExists(atPath: a.workspace + "/skills/new.md"))
+            #expect((try? String(contentsOfFile: credentials + "/api_key", encoding: .utf8)) == "sk-real-credential-0123456789\n")
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: credentials)) == ["api_key"])
+            // Guest root's files are the agent's outside root on the host, never host root,
+            // and no device node reached the host.
+            var ws = stat(), made = stat()
+            #expect(stat(a.workspace, &ws) == 0)
+            #expect(stat(a.workspace + "/rootfile", &made) == 0, "\(report)")
+            #expect(made.st_uid == ws.st_uid - 1000 && made.st_uid != 0, "guest root's file is uid \(made.st_uid) on the host")
+            #expect(made.st_mode & S_ISUID == 0 || made.st_uid != 0, "no setuid-root file on the host")
+            var node = stat()
+            #expect(lstat(a.workspace + "/blk", &node) != 0 || (node.st_mode & S_IFMT) != S_IFBLK)
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+            #expect(Harness.processes(inUidRange: ws.st_uid - 1000).isEmpty, "no VMM or file server outlives the run")
+        }
+
+        /// The guest image with its /init replaced by a busybox script (the virtio modules
+        /// kept): what a guest kernel owned by the agent could do with the shares.
+        static func hostileInitramfs(in dir: String) throws -> String {
+            let root = dir + "/hostile-root"
+            let out = dir + "/hostile.cpio.gz"
+            let initScript = #"""
+                #!/bin/busybox sh
+                /bin/busybox --install -s /bin
+                export PATH=/bin
+                mount -t devtmpfs dev /dev; mount -t proc proc /proc; mount -t sysfs sys /sys
+                for m in virtio_ring virtio virtio_mmio virtio_console failover net_failover virtio_net fuse virtiofs; do
+                    [ -e /usr/lib/clawjail/modules/$m.ko ] && insmod /usr/lib/clawjail/modules/$m.ko
+                done
+                mkdir -p /ws /cred /e
+                R=/tmp/report
+                say() { echo "$1=$2" >>$R; echo "hostile: $1=$2"; }
+                try() { k=$1; shift; if "$@" >/dev/null 2>&1; then say "$k" ok; else say "$k" refused; fi; }
+                # Read-write, with no nosuid or nodev: the guest chooses its own options.
+                try mount.workspace mount -t virtiofs workspace /ws
+                try mount.credentials mount -t virtiofs credentials /cred
+                try mount.etc mount -t virtiofs etc /e
+                say read.credentials "$(cat /cred/api_key)"
+                try write.plain sh -c 'echo changed > /ws/decoy'
+                try write.memory sh -c 'echo pwned > /ws/MEMORY.md'
+                try append.memory sh -c 'echo pwned >> /ws/MEMORY.md'
+                try truncate.memory truncate -s 0 /ws/MEMORY.md
+                try rm.memory rm -f /ws/MEMORY.md
+                echo evil > /ws/evil
+                try rename-over.memory mv -f /ws/evil /ws/MEMORY.md
+                try rename.memory mv /ws/MEMORY.md /ws/moved
+                try chmod.memory chmod 666 /ws/MEMORY.md
+                try link.memory ln /ws/MEMORY.md /ws/hard
+                try write.skill sh -c 'echo pwned > /ws/skills/s.md'
+                try create.skill sh -c 'echo pwned > /ws/skills/new.md'
+                try rm.skill rm -f /ws/skills/s.md
+                try write.credential sh -c 'echo pwned > /cred/api_key'
+                try create.credential sh -c 'echo pwned > /cred/new'
+                try rm.credential rm -f /cred/api_key
+                try mknod.workspace mknod /ws/blk b 8 0
+                try read.shadow cat /e/shadow
+                # The credentials are on a share of their own: nothing under the workspace's.
+                try find.credential-in-workspace grep -rqs sk-real-credential /ws/
+                echo root > /ws/rootfile; chown 0:0 /ws/rootfile; chmod 4755 /ws/rootfile
+                say done yes
+                cp $R /ws/report
+                sync
+                umount /ws
+                poweroff -f
+                """#
+            let script = """
+                set -e
+                rm -rf '\(root)'; mkdir -p '\(root)/bin' '\(root)/dev' '\(root)/proc' '\(root)/sys' '\(root)/tmp'
+                cd '\(root)'
+                gzip -dc '\(VMGuest.initramfs)' | cpio -idm --quiet 'usr/lib/clawjail/modules/*'
+                cp /bin/busybox bin/busybox
+                cat > init <<'CJEOF'
+                \(initScript)
+                CJEOF
+                chmod 0755 init
+                find . | cpio -o -H newc --quiet | gzip -1 > '\(out)'
+                """
+            let r = try Harness.run(["/bin/sh", "-c", script])
+            guard r.status == 0 else { throw HarnessError("building the hostile initramfs: \(r)") }
+            return out
         }
     }
 }
