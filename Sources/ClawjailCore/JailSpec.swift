@@ -104,6 +104,20 @@ public struct JailSpec: Sendable, Hashable {
 
     public var isolation: Isolation = .namespace
 
+    /// The jail inside a VM agent's guest (`inGuest`): nil everywhere else.
+    public var guest: GuestSide? = nil
+
+    /// How a jail in a guest differs from one on a host: the guest is the agent's own,
+    /// so its network namespace is already the VM's (bounded by the host's proxy), its
+    /// ids map one to one onto the guest's (the file servers on the host map them onto
+    /// the agent's outside range), and the host's executor already prepared every
+    /// source (owners, credential modes) in the VMM's jail.
+    public struct GuestSide: Sendable, Hashable {
+        /// The VM's network: the jail keeps the guest's namespace, set up as this mode.
+        public var network: AgentConfig.NetworkMode
+        public init(network: AgentConfig.NetworkMode) { self.network = network }
+    }
+
     public var vm: VMSpec? {
         if case .vm(let v) = isolation { return v }
         return nil

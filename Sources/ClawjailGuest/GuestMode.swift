@@ -14,7 +14,7 @@ public enum GuestMode {
     /// dependencies first). A module without a file is taken to be built in.
     static let moduleDirectory = "/usr/lib/clawjail/modules"
     static let modules = ["virtio_ring", "virtio", "virtio_mmio", "virtio_console", "failover", "net_failover",
-                          "virtio_net", "fuse", "virtiofs"]
+                          "virtio_net", "fuse", "virtiofs", "overlay"]
     static let environment = ["PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/", "TERM=linux"]
 
     /// PID 1 started as /init, so that `clawjail` as the first process of a container
@@ -42,8 +42,24 @@ public enum GuestMode {
     }
 
     static func serve() throws(Failure) {
-        try mountFilesystems()
+        try mountDev()
         loadModules()
+        // Off the initial rootfs (the initramfs), where pivot_root cannot run: the agent's
+        // jail pivots. Nothing is copied: the binary is bound into the new root.
+        do throws(Errno) {
+            try GuestInit.leaveRootfs("/newroot", keep: ["/init"], moving: ["/dev"], directories: ["/proc", "/sys", "/run", "/tmp"])
+        } catch {
+            throw Failure("leaving the initramfs for a tmpfs root", error)
+        }
+        try mountFilesystems()
+        // Loopback, with or without a NIC: the agent's jail shares the guest's network.
+        do throws(ClawjailError) {
+            let ns = try NetworkNamespace.of(pid: ProcessInfoLite.pid)
+            defer { ns.close() }
+            try Links.setUp("lo", in: ns)
+        } catch {
+            throw Failure("bringing lo up: \(error.message)")
+        }
         let port = try openControlPort()
         let release = ProcessInfoLite.kernelRelease
         try send(.ready(kernelRelease: release), on: port)
@@ -169,6 +185,8 @@ public enum GuestMode {
             case .shutdown:
                 for s in sessions.values { GuestInit.signalGroup(s.pid, Signal.kill.rawValue) }
                 return .shutdown
+            case .file(let name, let mode, let content):
+                try GuestMode.send(GuestMode.writeFile(name, mode: mode, content), on: port)
             case .ready, .exit, .error, .setupDone, .started, .exited:
                 try GuestMode.send(.error(message: "the guest does not accept \(frame) from the host"), on: port)
             }
@@ -209,7 +227,6 @@ public enum GuestMode {
         do throws(ClawjailError) {
             let ns = try NetworkNamespace.of(pid: ProcessInfoLite.pid)
             defer { ns.close() }
-            try Links.setUp("lo", in: ns)
             try Links.addAddress("\(n.address)/\(n.prefixLength)", to: nic, in: ns)
             try Links.setUp(nic, in: ns)
             if !n.gateway.isEmpty { try Links.addDefaultRoute(via: n.gateway, dev: nic, in: ns) }
@@ -254,6 +271,35 @@ public enum GuestMode {
         return .setupDone
     }
 
+    /// /dev first: the console is the only place errors can go.
+    static func mountDev() throws(Failure) {
+        do throws(Errno) {
+            try GuestInit.mount("devtmpfs", on: "/dev", type: "devtmpfs", flags: GuestInit.mountNoSuid | GuestInit.mountNoExec, data: "mode=0755")
+        } catch {
+            throw Failure("mount devtmpfs on /dev", error)
+        }
+        if let console = try? FileSystem.open("/dev/console", [.readWrite, .noControllingTerminal]) {
+            try? GuestInit.useAsStandardStreams(console)
+            if console.rawValue > 2 { console.close() }
+        }
+    }
+
+    /// A file of the guest jail's (its spec, its seccomp profiles): root's, in the
+    /// guest's own tmpfs, never on a share.
+    static func writeFile(_ name: String, mode: UInt32, _ content: [UInt8]) -> ControlFrame {
+        let path = ControlFrame.fileDirectory + "/" + name
+        do throws(Errno) {
+            _ = try FileSystem.mkdirs(ControlFrame.fileDirectory, mode: 0o700)
+            let fd = try FileSystem.open(path, [.writeOnly, .create, .truncate, .noFollow, .closeOnExec], mode: mode_t(mode))
+            defer { fd.close() }
+            try fd.writeAll(content)
+            try FileSystem.chmod(fd, mode_t(mode))
+        } catch {
+            return .error(message: "writing \(path): \(error)")
+        }
+        return .setupDone
+    }
+
     static func mountFilesystems() throws(Failure) {
         func mount(_ source: String, _ target: String, _ type: String, _ flags: UInt, _ data: String? = nil) throws(Failure) {
             do throws(Errno) {
@@ -263,12 +309,6 @@ public enum GuestMode {
             }
         }
         let safe = GuestInit.mountNoSuid | GuestInit.mountNoExec | GuestInit.mountNoDev
-        // /dev first: the console is the only place errors can go.
-        try mount("devtmpfs", "/dev", "devtmpfs", GuestInit.mountNoSuid | GuestInit.mountNoExec, "mode=0755")
-        if let console = try? FileSystem.open("/dev/console", [.readWrite, .noControllingTerminal]) {
-            try? GuestInit.useAsStandardStreams(console)
-            if console.rawValue > 2 { console.close() }
-        }
         try mount("proc", "/proc", "proc", safe)
         try mount("sysfs", "/sys", "sysfs", safe)
         try mount("run", "/run", "tmpfs", GuestInit.mountNoSuid | GuestInit.mountNoDev, "mode=0755")

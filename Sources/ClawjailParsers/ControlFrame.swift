@@ -24,6 +24,9 @@
 ///       0x0b credit     u32 session, u8 stream, u32 bytes           both ways
 ///       0x0c signal     u32 session, i32 signal                     host → guest
 ///       0x0d exited     u32 session, i32 code, i32 signal           guest → host
+///       0x0e file       str name, u32 mode, u32 n + n bytes         host → guest
+///                       (a file of the guest jail's, written under the guest's
+///                       `fileDirectory`; answered by setupDone or error)
 ///
 ///     str = u32 byte count + UTF-8 bytes; stream 0 stdin, 1 stdout, 2 stderr
 ///
@@ -48,6 +51,7 @@ public enum ControlFrame: Equatable, Sendable {
     case credit(session: UInt32, stream: UInt8, bytes: UInt32)
     case signal(session: UInt32, signal: Int32)
     case exited(session: UInt32, code: Int32, signal: Int32)
+    case file(name: String, mode: UInt32, content: [UInt8])
 
     /// A virtio-fs share the guest mounts (tag from the VMM's command line).
     public struct GuestMount: Hashable, Sendable {
@@ -104,6 +108,10 @@ public enum ControlFrame: Equatable, Sendable {
         }
     }
 
+    /// Where the guest writes `file` frames: its own tmpfs, never a share. A name is one
+    /// path component.
+    public static let fileDirectory = "/run/clawjail/guest"
+
     public static let stdin: UInt8 = 0
     public static let stdout: UInt8 = 1
     public static let stderr: UInt8 = 2
@@ -120,6 +128,7 @@ public enum ControlFrame: Equatable, Sendable {
     enum Kind: UInt8 {
         case ready = 1, run = 2, exit = 3, shutdown = 4, error = 5
         case setup = 6, setupDone = 7, spawn = 8, started = 9, data = 10, credit = 11, signal = 12, exited = 13
+        case file = 14
     }
 
     /// The frame's bytes; throws when the body would exceed `maxBody`.
@@ -199,6 +208,12 @@ public enum ControlFrame: Equatable, Sendable {
             Self.putU32(session, into: &body)
             Self.putU32(UInt32(bitPattern: code), into: &body)
             Self.putU32(UInt32(bitPattern: signal), into: &body)
+        case .file(let name, let mode, let content):
+            body.append(Kind.file.rawValue)
+            Self.putString(name, into: &body)
+            Self.putU32(mode, into: &body)
+            Self.putU32(UInt32(content.count), into: &body)
+            body += content
         }
         guard body.count <= Self.maxBody else { throw .tooLarge(body.count) }
         var frame: [UInt8] = []
@@ -280,9 +295,20 @@ public enum ControlFrame: Equatable, Sendable {
         case .exited:
             frame = .exited(session: try reader.u32(), code: Int32(bitPattern: try reader.u32()),
                             signal: Int32(bitPattern: try reader.u32()))
+        case .file:
+            let name = try reader.string()
+            guard Self.isFileName(name) else { throw .malformed("file: \(name.debugDescription) is not a file name") }
+            let mode = try reader.u32()
+            guard mode & ~0o777 == 0 else { throw .malformed("file: mode \(String(mode, radix: 8))") }
+            frame = .file(name: name, mode: mode, content: try reader.field())
         }
         guard reader.remaining == 0 else { throw .malformed("\(reader.remaining) bytes after a \(kind) frame") }
         return frame
+    }
+
+    /// One path component: no "/", not "." or "..", not empty, at most 255 bytes.
+    public static func isFileName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && !name.contains("/") && !name.contains("\0")
     }
 
     static func putU32(_ v: UInt32, into out: inout [UInt8]) {

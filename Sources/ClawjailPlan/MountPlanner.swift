@@ -183,8 +183,11 @@ struct MountPlanner {
         for (order, m) in spec.mounts.enumerated() {
             switch m.role {
             case .workspace, .mount:
-                let create = m.role == .workspace && spec.kind == .agent
-                let give: AttachSource.GiveTree? = m.writable ? (spec.kind == .tool && spec.agent == nil ? .onlyFromRoot : .all) : nil
+                // In a guest the host's executor already made and gave the tree (the
+                // VMM's jail); the guest's jail only binds the share.
+                let inGuest = spec.guest != nil
+                let create = m.role == .workspace && spec.kind == .agent && !inGuest
+                let give: AttachSource.GiveTree? = m.writable && !inGuest ? (spec.kind == .tool && spec.agent == nil ? .onlyFromRoot : .all) : nil
                 var options: MountOptions = [.noSuid, .noDev]
                 if !m.writable { options.insert(.readOnly) }
                 let source = AttachSource.hostPath(m.host, role: m.role, create: create, giveTree: give,
@@ -192,7 +195,10 @@ struct MountPlanner {
                 let label = "mount \(m.role == .workspace ? "workspace " : "")\(m.host) at \(m.target)\(m.writable ? "" : " read-only")"
                 steps.append((depth(m.target), order, MountStep(.attach(source: source, options: options), m.target, label: label)))
             case .credentials:
-                steps.append((depth(m.target), order, MountStep(.attach(source: .credentials(m.host), options: [.readOnly, .noSuid, .noDev, .noExec]),
+                // A guest's credentials share is read-only, its modes fixed on the host.
+                let source: AttachSource = spec.guest == nil ? .credentials(m.host)
+                    : .hostPath(m.host, role: .credentials, create: false, giveTree: nil, expect: .directory)
+                steps.append((depth(m.target), order, MountStep(.attach(source: source, options: [.readOnly, .noSuid, .noDev, .noExec]),
                                                                 m.target, label: "mount credentials \(m.host) at \(m.target) read-only")))
             case .protect:
                 guard let ws = workspace else { continue }

@@ -214,6 +214,14 @@ extension VMPlan {
                           v.looksSecret ? ["name": .string(v.name), "sha256": .string(SHA256.hexDigest(of: v.value))]
                                         : ["name": .string(v.name), "value": .string(v.value)]
                       })],
+            "guest_jail": ["command": .array(guestJailCommand.argv.map { .string($0) }),
+                           "seccomp_profile_file": .string(guestProfileFile),
+                           "memory_max": .int(Int64(clamping: guestJail.limits.memory)),
+                           "pids_max": .int(Int64(clamping: guestJail.limits.pids)),
+                           "network": .string((guestJail.guest?.network ?? .none).rawValue),
+                           "mounts": .array(guestJail.mounts.map { m in
+                               ["role": .string(m.role.rawValue), "source": .string(m.host), "target": .string(m.target)]
+                           })],
             "launch_script": .string(launchScript),
             "seccomp_profile": .string(seccompProfile),
         ]

@@ -69,6 +69,13 @@ extension VMPlan {
         for line in launchScript.split(separator: "\n") { out += "      | \(line)\n" }
         out += "    control      virtio-serial port \(control.portName) <- the VMM's fd \(control.fd) (the jail's stdin: a socketpair with the supervisor)\n"
         out += "    guest runs   " + guest.argv.map(Self.quote).joined(separator: " ") + " (uid \(guest.uid), cwd \(guest.cwd))\n"
+        let j = guestJail
+        out += "    guest jail   built by the guest's clawjail (guest-jail): user, mount, pid, ipc, uts and cgroup namespaces "
+            + "(ids 0-65533 one to one), the guest's network; seccomp profile \(guestProfileFile) (its files sent from "
+            + "the host); memory.max \(Units.formatSize(j.limits.memory)), pids.max \(j.limits.pids); read-only root\n"
+        if let c = j.mounts.first(where: { $0.role == .credentials }) {
+            out += "                 credentials at \(c.target) in the agent's jail only\n"
+        }
         if let tap = network.tap, let guest = network.guestAddress, let prefix = network.prefixLength {
             let gw = network.gateway ?? "no default route (ingress only)"
             out += "    network      tap \(tap) (the VMM's fd \(network.tapFD ?? -1), opened by the supervisor) tied to the veth by tc redirects; "

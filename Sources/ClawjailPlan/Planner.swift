@@ -21,7 +21,8 @@ extension LaunchPlan {
         }
         var plan = LaunchPlan(
             kind: spec.kind, name: spec.name, agent: spec.agent,
-            namespaces: Namespace.allCases,
+            // In a guest the network namespace is the VM's own: the host's proxy bounds it.
+            namespaces: spec.guest == nil ? Namespace.allCases : Namespace.allCases.filter { $0 != .net },
             ids: ids.map { IdMapping(base: $0.base, count: $0.count, userInside: spec.user) },
             root: Root(staging: facts.stagingRoot, emptyDirectory: facts.emptyDirectory, tmpfsOptions: "size=4m,nr_inodes=4096,mode=0755", readOnly: true),
             mounts: mounts,
@@ -32,7 +33,7 @@ extension LaunchPlan {
                                      contentHash: seccompContentHash),
             process: Process(argv: spec.argv, environment: spec.environment, pathSearch: path, cwd: spec.cwd,
                              hostname: spec.hostname, uid: spec.user, gid: spec.user, capLastCap: facts.capLastCap,
-                             noNewPrivileges: true, loopbackUp: true, forwardedSignals: forwardedSignals))
+                             noNewPrivileges: true, loopbackUp: spec.guest == nil, forwardedSignals: forwardedSignals))
         if let vm {
             plan.becomeVMMJail(vm)
         }
@@ -158,6 +159,8 @@ extension LaunchPlan {
     static func networkPlan(_ spec: JailSpec) -> NetworkPlan {
         let n = spec.network
         let egress = n.mode == .egress
+        // A guest's jail has no network of its own; its resolv.conf is the VM's.
+        let resolvesThroughProxy = egress || spec.guest?.network == .egress
         return NetworkPlan(
             mode: n.mode,
             jailAddress: egress ? NetworkLayout.jailAddress : nil,
@@ -166,7 +169,7 @@ extension LaunchPlan {
             proxyPort: egress ? NetworkLayout.proxyPort : nil,
             allow: n.allow.map(\.description), resolvers: n.resolvers, allowNonTLS443: n.allowNonTLS443,
             ingress: n.ingress,
-            resolvConf: egress
+            resolvConf: resolvesThroughProxy
                 ? "# clawjail: the egress DNS responder answers allowlisted names only\nnameserver \(NetworkLayout.peerAddress)\noptions ndots:0 attempts:2 timeout:2\n"
                 : "# no network in this jail\n")
     }

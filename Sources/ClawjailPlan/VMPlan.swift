@@ -107,7 +107,13 @@ public struct VMPlan: Sendable, Hashable {
     public var fileServers: [FileServer]
     /// The symlinks of the guest's root (bin -> usr/bin), as the jail's base has them.
     public var guestLinks: [ControlFrame.GuestLink]
+    /// The agent's process (what the guest's jail runs).
     public var guest: GuestProcess
+    /// The agent's namespace jail inside the guest: the agent's spec with the guest's
+    /// paths and its seccomp profile as `guestProfileFile` in the guest's file directory.
+    public var guestJail: JailSpec
+    /// The file the guest's jail's profile is sent as (its chain's other files beside it).
+    public var guestProfileFile: String
     public var control: ControlChannel
     public var network: Network
     /// The VMM jail's command: /bin/sh starting the file servers, waiting for their
@@ -223,6 +229,7 @@ extension VMPlan {
         let bootBytes = (facts.kernel.size ?? 0) + (facts.initrd.size ?? 0)
         let overhead = overhead(accel: vm.accel, fileServers: fileServers.count, bootFileBytes: bootBytes)
         let guest = GuestProcess(argv: spec.argv, environment: spec.environment, cwd: spec.cwd, uid: spec.user, gid: spec.user)
+        let profileFile = spec.seccompProfile.contains("/") ? Paths.basename(spec.seccompProfile) : spec.seccompProfile + ".toml"
         var plan = VMPlan(
             vmm: .qemuMicrovm, accel: vm.accel, vcpus: vm.vcpus, guestMemory: vm.memory,
             vmmOverhead: overhead, cgroupMemory: vm.memory + overhead,
@@ -233,6 +240,7 @@ extension VMPlan {
                              pinnedSHA256: vm.initrdSHA256, size: facts.initrd.size),
             kernelCommandLine: kernelCommandLine(tscKHz: facts.tscKHz),
             command: [], vmmUser: spec.user, shares: shares, fileServers: fileServers, guestLinks: links, guest: guest,
+            guestJail: spec.inGuest(profile: ControlFrame.fileDirectory + "/" + profileFile), guestProfileFile: profileFile,
             control: ControlChannel(fd: controlFD, portName: controlPortName), network: network,
             launchScript: "", seccompProfile: vmmSeccompProfile)
         plan.command = plan.vmm.commandLine(plan, path: facts.qemu)
@@ -248,6 +256,17 @@ extension VMPlan {
         [virtiofsd, "--socket-path=" + share.socket, "-o", "source=" + share.source, "-o", "sandbox=chroot",
          "-o", "cache=auto", "-o", "announce_submounts", "-o", "no_posix_lock", "-o", "no_flock", "-o", "no_xattr",
          "-o", "modcaps=-mknod:-setfcap", "--rlimit-nofile=0"]
+    }
+
+    /// The guest jail's spec, as the file the guest's init is sent.
+    public static let guestJailFile = "jail.json"
+
+    /// What the guest's init starts: `clawjail guest-jail` (the same binary, as root of
+    /// the guest), which builds the agent's jail from `guestJailFile`.
+    public var guestJailCommand: GuestProcess {
+        GuestProcess(argv: ["/init", "guest-jail", ControlFrame.fileDirectory + "/" + Self.guestJailFile],
+                     environment: [JailSpec.EnvironmentVariable(name: "PATH", value: "/usr/sbin:/usr/bin:/sbin:/bin")],
+                     cwd: "/", uid: 0, gid: 0)
     }
 
     /// The guest's NIC, for the guest's init; nil: it has none.

@@ -33,6 +33,20 @@ public enum ProfileLocator {
         return try loader.load(path: path)
     }
 
+    /// The files loading `nameOrPath` reads (the profile, the profiles it extends,
+    /// groups.toml), in the order first read: what a VM agent's guest needs to load the
+    /// same profile by itself.
+    public static func files(nameOrPath: String, searchPaths: [String]) throws -> [(path: String, content: [UInt8])] {
+        final class Seen: @unchecked Sendable { var files: [(path: String, content: [UInt8])] = [] }
+        let seen = Seen()
+        _ = try load(nameOrPath: nameOrPath, searchPaths: searchPaths) { p in
+            let content = try SeccompFiles.readFile(p)
+            if let content, !seen.files.contains(where: { $0.path == p }) { seen.files.append((p, content)) }
+            return content
+        }
+        return seen.files
+    }
+
     /// Loads a profile from text (tests, `clawjail check`). `path` names it in messages
     /// and is the directory `extends` and groups.toml are looked up in first.
     public static func parse(_ text: String, path: String, searchPaths: [String]) throws -> SeccompProfile {

@@ -12,6 +12,29 @@ public enum GuestInit {
         _ = try syscallRetrying { Glibc.mount(source, target, type, flags, data) }
     }
 
+    /// Moves PID 1 off the initial rootfs, as switch_root does, without copying it:
+    /// a tmpfs at `newRoot` gets `keep` bound in (the init binary), `moving` mounts are
+    /// moved under it, and it is moved over / and chrooted into. pivot_root(2) refuses to
+    /// leave the initial rootfs, and every jail the guest builds pivots.
+    public static func leaveRootfs(_ newRoot: String, keep: [String], moving: [String], directories: [String]) throws(Errno) {
+        _ = try FileSystem.mkdirs(newRoot, mode: 0o755)
+        try mount("root", on: newRoot, type: "tmpfs", flags: 0, data: "mode=0755,size=16m")
+        for d in directories { _ = try FileSystem.mkdirs(newRoot + d, mode: 0o755) }
+        for path in keep {
+            let fd = try FileSystem.open(newRoot + path, [.writeOnly, .create, .closeOnExec], mode: 0o755)
+            fd.close()
+            _ = try syscallRetrying { Glibc.mount(path, newRoot + path, nil, UInt(MS_BIND), nil) }
+        }
+        for m in moving {
+            _ = try FileSystem.mkdirs(newRoot + m, mode: 0o755)
+            _ = try syscallRetrying { Glibc.mount(m, newRoot + m, nil, UInt(MS_MOVE), nil) }
+        }
+        _ = try syscallRetrying { Glibc.chdir(newRoot) }
+        _ = try syscallRetrying { Glibc.mount(".", "/", nil, UInt(MS_MOVE), nil) }
+        _ = try syscallRetrying { Glibc.chroot(".") }
+        _ = try syscallRetrying { Glibc.chdir("/") }
+    }
+
     public static let mountNoSuid: UInt = UInt(MS_NOSUID)
     public static let mountNoDev: UInt = UInt(MS_NODEV)
     public static let mountNoExec: UInt = UInt(MS_NOEXEC)

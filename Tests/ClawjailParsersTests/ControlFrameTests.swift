@@ -24,6 +24,8 @@ struct ControlFrameTests {
         .signal(session: 1, signal: 15),
         .exited(session: 1, code: 3, signal: 0),
         .exited(session: 2, code: 0, signal: 9),
+        .file(name: "jail.json", mode: 0o600, content: Array("{}".utf8)),
+        .file(name: "agent.toml", mode: 0o644, content: []),
     ]
 
     @Test("every frame round trips, one at a time and in one stream")
@@ -111,6 +113,11 @@ struct ControlFrameTests {
         #expect(throws: ControlFrameError.self) {
             try decode([0, 0, 0, 25, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         }
+        // A file name that is a path, or a mode with more than permission bits.
+        for bad in ["../x", "a/b", ".", "..", ""] {
+            #expect(throws: ControlFrameError.self) { try decode(try ControlFrame.file(name: bad, mode: 0o600, content: []).encoded()) }
+        }
+        #expect(throws: ControlFrameError.self) { try decode(try ControlFrame.file(name: "x", mode: 0o4755, content: []).encoded()) }
         // A partial frame is not an error: it waits for more.
         #expect(try decode([0, 0, 0, 9, 1, 0]) == nil)
     }

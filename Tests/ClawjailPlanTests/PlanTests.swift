@@ -425,6 +425,54 @@ struct VMPlanRuleTests {
         #expect(last.hasPrefix("exec /usr/bin/setpriv --reuid=\(spec.user) --regid=\(spec.user) --keep-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- /usr/bin/qemu-system-x86_64 "), "\(last)")
     }
 
+    /// The guest's jail: the agent's spec with guest paths, sent as JSON and read back
+    /// whole; its plan keeps the guest's network namespace, gives no trees and fixes no
+    /// credentials (the host's executor did), and has no NIC of its own.
+    @Test func theGuestJailIsTheAgentsSpecWithGuestPaths() throws {
+        let (spec, _, vm) = try vmCase("vm-egress-kvm-v1")
+        let g = vm.guestJail
+        #expect(g.vm == nil && g.guest == JailSpec.GuestSide(network: .egress))
+        #expect(g.argv == spec.argv && g.environment == spec.environment && g.user == spec.user && g.limits.memory == spec.limits.memory)
+        #expect(g.limits.wallTimeMs == 0, "the host keeps the wall-time limit")
+        #expect(g.seccompProfile == ControlFrame.fileDirectory + "/" + vm.guestProfileFile)
+        for m in g.mounts where m.role != .protect { #expect(m.host == m.target, "\(m)") }
+        #expect(g.mounts.filter { $0.role == .protect } == spec.mounts.filter { $0.role == .protect })
+        let back = try JailSpec(guestJSON: JSONValue.parse(try g.guestJSON.canonicalText()))
+        #expect(back == g)
+        #expect(vm.guestJailCommand.argv == ["/init", "guest-jail", ControlFrame.fileDirectory + "/" + VMPlan.guestJailFile])
+
+        let plan = LaunchPlan.make(g, facts: v2Host(), ids: (0, 65534), seccompContentHash: nil)
+        #expect(!plan.namespaces.contains(.net) && plan.namespaces.contains(.pid) && plan.namespaces.contains(.user))
+        #expect(!plan.process.loopbackUp)
+        #expect(plan.vm == nil && plan.process.keptCapabilities.isEmpty && plan.seccomp.profile == g.seccompProfile)
+        #expect(plan.network.mode == .none)
+        let resolv = plan.mounts.first { $0.target == "etc/resolv.conf" }
+        if case .writeFile(let content, _)? = resolv?.action {
+            #expect(String(decoding: content, as: UTF8.self).contains("nameserver 10.200.0.1"), "the VM's egress DNS")
+        } else {
+            Issue.record("no resolv.conf step")
+        }
+        for step in plan.mounts {
+            guard case .attach(let source, _) = step.action else { continue }
+            switch source {
+            case .hostPath(_, _, let create, let give, _): #expect(!create && give == nil, "\(step.label)")
+            case .credentials: Issue.record("the guest does not fix credentials: \(step.label)")
+            default: break
+            }
+        }
+    }
+
+    @Test func guestSpecsThatAreNotWholeAreRefused() throws {
+        let (_, _, vm) = try vmCase("vm-egress-kvm-v1")
+        guard case .object(var o) = vm.guestJail.guestJSON else { Issue.record("not an object"); return }
+        o["argv"] = .array([])
+        #expect(throws: JailSpec.GuestSpecError.self) { try JailSpec(guestJSON: .object(o)) }
+        o["argv"] = .array([.string("/bin/true")])
+        o.removeValue(forKey: "limits")
+        #expect(throws: JailSpec.GuestSpecError.self) { try JailSpec(guestJSON: .object(o)) }
+        #expect(throws: JailSpec.GuestSpecError.self) { try JailSpec(guestJSON: .array([])) }
+    }
+
     @Test func bootProblems() throws {
         let (spec, _, _) = try vmCase("vm-egress-kvm-v1")
         let vm = try #require(spec.vm)

@@ -150,6 +150,69 @@ extension Privileged {
             #expect(Harness.processes(inUidRange: ws.st_uid - 1000).isEmpty, "no VMM or file server outlives the run")
         }
 
+        /// In the guest, the agent runs in the same namespace jail it would get on a host,
+        /// built by the guest's own clawjail from the spec the host sent.
+        @Test("in the guest the agent is jailed as on a host: pid namespace, seccomp, read-only root, credentials, limits", .timeLimit(.minutes(3)))
+        func agentJailInGuest() throws {
+            let a = try VMAgentFixture("jail")
+            defer { a.clean() }
+            let credentials = a.dir + "/creds"
+            try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
+            try "sk-guest-credential-42\n".write(toFile: credentials + "/api_key", atomically: false, encoding: .utf8)
+            try a.write(script: """
+                echo "pid=$$"
+                grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t'
+                echo "init=$(cat /proc/1/comm)"
+                echo "host=$(hostname)"
+                touch /rootfs-write 2>/dev/null && echo root=writable || echo root=read-only
+                grep -q sk-guest-credential-42 /run/credentials/api_key && echo credential=readable
+                echo "etc=$(cat /etc/debian_version >/dev/null && echo readable)"
+                ls /sys/fs/cgroup >/dev/null 2>&1 && echo sysfs=visible || echo sysfs=absent
+                unshare -U true 2>/dev/null && echo userns=allowed || echo userns=refused
+                echo "processes=$(ls -d /proc/[0-9]* | wc -l)"
+                """, extra: """
+                [credentials]
+                host = "\(credentials)"
+
+                [limits]
+                memory = "96M"
+                pids = 40
+                """)
+            let r = try Harness.clawjail(["run", a.config], timeout: 150)
+            #expect(r.status == 0, "\(r)")
+            // Its own pid namespace under the jail's init, as on a host.
+            #expect(r.stdout.contains("pid=2\n") && r.stdout.contains("init=clawjail-init"), "\(r)")
+            #expect(r.stdout.contains("NoNewPrivs:1") && r.stdout.contains("Seccomp:2"), "\(r)")
+            #expect(r.stdout.contains("host=\(a.name)"), "\(r)")
+            #expect(r.stdout.contains("root=read-only"), "\(r)")
+            #expect(r.stdout.contains("credential=readable"), "the agent's jail has its credentials\n\(r)")
+            #expect(r.stdout.contains("etc=readable"), "the overlay /etc reads through the guest's share\n\(r)")
+            #expect(r.stdout.contains("userns=refused"), "\(r)")
+            // Only the jail's own processes: its init, the shell, the subshell, ls, wc (not
+            // the guest's init, guest-jail or the guest kernel's threads).
+            let seen = r.stdout.split(separator: "\n").first { $0.hasPrefix("processes=") }.flatMap { Int($0.dropFirst(10)) }
+            #expect(seen != nil && seen! <= 5, "\(r)")
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
+        /// limits.memory is the agent's jail's memory.max inside the guest (guest RAM is
+        /// [vm] memory): a heap bomb is OOM-killed there and reported, and the VM lives
+        /// on to report it.
+        @Test("an OOM kill in the guest's jail is reported as such, exit 137", .timeLimit(.minutes(3)))
+        func oomInGuest() throws {
+            let a = try VMAgentFixture("oom")
+            defer { a.clean() }
+            try a.write(script: "echo before; exec /usr/bin/python3 -c 'b = bytearray(200 << 20); print(len(b))'",
+                        extra: "[limits]\nmemory = \"64M\"\n")
+            let r = try Harness.clawjail(["run", a.config], timeout: 150)
+            #expect(r.stdout.contains("before"), "\(r)")
+            #expect(!r.stdout.contains("209715200"), "the allocation must not succeed\n\(r)")
+            // As on a host: the command OOM-killed by its jail's memcg is an OOM end (137).
+            #expect(r.status == 137, "\(r)")
+            #expect(r.stderr.contains("in the guest: agent \(a.name) OOM-killed (memory limit 64M)"), "\(r)")
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+        }
+
         @Test("SIGTERM reaches the agent in the guest; its own exit status is the run's", .timeLimit(.minutes(3)))
         func sigtermForwarded() throws {
             let a = try VMAgentFixture("term")

@@ -69,6 +69,9 @@ public enum AgentRun {
         let seccomp = try SeccompSetup.choose(spec, layout: r.layout)
         let facts = HostProbe.facts(for: spec, layout: r.layout, cgroup: cgroups.facts)
         let plan = LaunchPlan.make(spec, facts: facts, ids: (ids.base, ids.count), seccompContentHash: seccomp.filter.profileHash)
+        // A VM agent's guest builds its jail from these: made before anything starts.
+        var guestFiles: [ControlFrame] = []
+        if let v = plan.vm { guestFiles = try GuestFiles.make(v, spec: spec, layout: r.layout) }
         let manifest = Manifest.make(spec: spec, plan: plan, ids: ids, cgroups: cgroups)
         let runID: RunID
         do {
@@ -163,7 +166,7 @@ public enum AgentRun {
         if let v = plan.vm, let vm {
             out.read.close()
             err.read.close()
-            let c = VMControl(plan: v, socket: vm.supervisor, consolePipe: vm.console.read, vmmErrors: vm.vmmErrors.read,
+            let c = VMControl(plan: v, guestFiles: guestFiles, socket: vm.supervisor, consolePipe: vm.console.read, vmmErrors: vm.vmmErrors.read,
                               stdout: .standardOutput, stderr: .standardError, stdin: .standardInput, filter: filter,
                               killVM: { try? jail.initProcess.signal(.kill) })
             options.channel = c

@@ -22,6 +22,7 @@ public final class VMControl: SupervisedChannel {
     let consolePipe: FD
     let vmmErrors: FD
     let plan: VMPlan
+    var pendingFiles: [ControlFrame]
     let killVM: () -> Void
     var decoder = ControlFrameDecoder()
     var outbound: [UInt8] = []
@@ -56,9 +57,12 @@ public final class VMControl: SupervisedChannel {
 
     /// `socket`: the supervisor's end of the control socketpair; `consolePipe` and
     /// `vmmErrors`: the read ends of the VMM's stdout (the guest console) and stderr.
-    public init(plan: VMPlan, socket: FD, consolePipe: FD, vmmErrors: FD, stdout: FD, stderr: FD, stdin: FD?,
+    /// `guestFiles`: the guest jail's files (`file` frames), sent after the shares are
+    /// mounted, one at a time, each answered before the next.
+    public init(plan: VMPlan, guestFiles: [ControlFrame], socket: FD, consolePipe: FD, vmmErrors: FD, stdout: FD, stderr: FD, stdin: FD?,
                 filter: OutputFilter, killVM: @escaping () -> Void) {
         self.plan = plan
+        self.pendingFiles = guestFiles
         self.socket = socket
         self.consolePipe = consolePipe
         self.vmmErrors = vmmErrors
@@ -172,8 +176,12 @@ public final class VMControl: SupervisedChannel {
             deadline = ProcessInfoLite.monotonicNanoseconds + Self.setupTimeoutNs
             send(.setup(mounts: plan.guestMounts, links: plan.guestLinks, network: plan.guestNetwork))
         case (.settingUp, .setupDone):
+            if !pendingFiles.isEmpty {
+                send(pendingFiles.removeFirst())
+                return
+            }
             phase = .starting
-            let g = plan.guest
+            let g = plan.guestJailCommand
             send(.spawn(.init(session: Self.session, uid: g.uid, gid: g.gid, cwd: g.cwd, argv: g.argv,
                               environment: g.environment.map { "\($0.name)=\($0.value)" })))
         case (.starting, .started(Self.session, let pid)):
@@ -407,6 +415,7 @@ extension ControlFrame {
         case .credit: return "credit"
         case .signal: return "signal"
         case .exited: return "exited"
+        case .file: return "file"
         }
     }
 }
