@@ -108,12 +108,14 @@ public struct JailSpec: Sendable, Hashable {
     public var guest: GuestSide? = nil
 
     /// How a jail in a guest differs from one on a host: the guest is the agent's own,
-    /// so its network namespace is already the VM's (bounded by the host's proxy), its
+    /// so its network is the VM's (bounded by the host's proxy), its
     /// ids map one to one onto the guest's (the file servers on the host map them onto
     /// the agent's outside range), and the host's executor already prepared every
     /// source (owners, credential modes) in the VMM's jail.
     public struct GuestSide: Sendable, Hashable {
-        /// The VM's network: the jail keeps the guest's namespace, set up as this mode.
+        /// The jail's own network mode: with egress it keeps the guest's network
+        /// namespace (the VM's NIC, behind the host's proxy); with none it gets an empty
+        /// one, as on a host.
         public var network: AgentConfig.NetworkMode
         public init(network: AgentConfig.NetworkMode) { self.network = network }
     }

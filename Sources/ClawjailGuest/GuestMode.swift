@@ -289,7 +289,7 @@ public enum GuestMode {
     static func writeFile(_ name: String, mode: UInt32, _ content: [UInt8]) -> ControlFrame {
         let path = ControlFrame.fileDirectory + "/" + name
         do throws(Errno) {
-            _ = try FileSystem.mkdirs(ControlFrame.fileDirectory, mode: 0o700)
+            _ = try FileSystem.mkdirs(Paths.dirname(path), mode: 0o700)
             let fd = try FileSystem.open(path, [.writeOnly, .create, .truncate, .noFollow, .closeOnExec], mode: mode_t(mode))
             defer { fd.close() }
             try fd.writeAll(content)

@@ -25,6 +25,7 @@
 ///       0x0c signal     u32 session, i32 signal                     host → guest
 ///       0x0d exited     u32 session, i32 code, i32 signal           guest → host
 ///       0x0e file       str name, u32 mode, u32 n + n bytes         host → guest
+///                       (also a tool run's client → supervisor)
 ///                       (a file of the guest jail's, written under the guest's
 ///                       `fileDirectory`; answered by setupDone or error)
 ///
@@ -108,8 +109,8 @@ public enum ControlFrame: Equatable, Sendable {
         }
     }
 
-    /// Where the guest writes `file` frames: its own tmpfs, never a share. A name is one
-    /// path component.
+    /// Where the guest writes `file` frames: its own tmpfs, never a share. A name is a
+    /// file name, or one directory and a file name (`isFileName`).
     public static let fileDirectory = "/run/clawjail/guest"
 
     public static let stdin: UInt8 = 0
@@ -306,9 +307,12 @@ public enum ControlFrame: Equatable, Sendable {
         return frame
     }
 
-    /// One path component: no "/", not "." or "..", not empty, at most 255 bytes.
+    /// A file name, or one directory and a file name ("t-1a2b/jail.json": a tool run's
+    /// files): each part not empty, not "." or "..", at most 255 bytes, no NUL.
     public static func isFileName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 255 && name != "." && name != ".." && !name.contains("/") && !name.contains("\0")
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, !name.contains("\0") else { return false }
+        return parts.allSatisfy { !$0.isEmpty && $0.utf8.count <= 255 && $0 != "." && $0 != ".." }
     }
 
     static func putU32(_ v: UInt32, into out: inout [UInt8]) {

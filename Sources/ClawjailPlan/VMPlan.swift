@@ -229,7 +229,7 @@ extension VMPlan {
         let bootBytes = (facts.kernel.size ?? 0) + (facts.initrd.size ?? 0)
         let overhead = overhead(accel: vm.accel, fileServers: fileServers.count, bootFileBytes: bootBytes)
         let guest = GuestProcess(argv: spec.argv, environment: spec.environment, cwd: spec.cwd, uid: spec.user, gid: spec.user)
-        let profileFile = spec.seccompProfile.contains("/") ? Paths.basename(spec.seccompProfile) : spec.seccompProfile + ".toml"
+        let profileFile = guestProfileFile(for: spec.seccompProfile)
         var plan = VMPlan(
             vmm: .qemuMicrovm, accel: vm.accel, vcpus: vm.vcpus, guestMemory: vm.memory,
             vmmOverhead: overhead, cgroupMemory: vm.memory + overhead,
@@ -258,13 +258,21 @@ extension VMPlan {
          "-o", "modcaps=-mknod:-setfcap", "--rlimit-nofile=0"]
     }
 
+    /// The file name a profile the host names `profile` (a name or a path) gets in the guest.
+    public static func guestProfileFile(for profile: String) -> String {
+        profile.contains("/") ? Paths.basename(profile) : profile + ".toml"
+    }
+
     /// The guest jail's spec, as the file the guest's init is sent.
     public static let guestJailFile = "jail.json"
 
     /// What the guest's init starts: `clawjail guest-jail` (the same binary, as root of
     /// the guest), which builds the agent's jail from `guestJailFile`.
-    public var guestJailCommand: GuestProcess {
-        GuestProcess(argv: ["/init", "guest-jail", ControlFrame.fileDirectory + "/" + Self.guestJailFile],
+    public var guestJailCommand: GuestProcess { Self.guestJailCommand(directory: nil) }
+
+    /// The same for a tool run, whose files are in `directory` under the file directory.
+    public static func guestJailCommand(directory: String?) -> GuestProcess {
+        GuestProcess(argv: ["/init", "guest-jail", ControlFrame.fileDirectory + "/" + (directory.map { $0 + "/" } ?? "") + guestJailFile],
                      environment: [JailSpec.EnvironmentVariable(name: "PATH", value: "/usr/sbin:/usr/bin:/sbin:/bin")],
                      cwd: "/", uid: 0, gid: 0)
     }

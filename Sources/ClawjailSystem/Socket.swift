@@ -166,6 +166,31 @@ extension Sockets {
         }
     }
 
+    /// socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): the client end of a Unix stream socket.
+    public static func unixStreamSocket() throws(Errno) -> FD {
+        FD(try syscallRetrying { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+    }
+
+    /// accept4(2) of one pending connection, close-on-exec and non-blocking; nil when
+    /// none is pending (EAGAIN).
+    public static func accept(_ listener: FD) throws(Errno) -> FD? {
+        // Glibc's module does not export accept4: accept, then the flags (the
+        // supervisor starts no process while it serves connections).
+        let raw = Glibc.accept(listener.rawValue, nil, nil)
+        guard raw >= 0 else {
+            let e = Errno(rawValue: errno)
+            if e == .EAGAIN || e == .EINTR || e.rawValue == ECONNABORTED { return nil }
+            throw e
+        }
+        let fd = FD(raw)
+        _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
+        do throws(Errno) { try fd.setNonBlocking(true) } catch {
+            fd.close()
+            throw error
+        }
+        return fd
+    }
+
     /// SO_SNDTIMEO: a blocking send gives up with EAGAIN after `seconds`.
     public static func setSendTimeout(_ fd: FD, seconds: Int) throws(Errno) {
         var tv = timeval(tv_sec: seconds, tv_usec: 0)

@@ -26,6 +26,7 @@ struct ControlFrameTests {
         .exited(session: 2, code: 0, signal: 9),
         .file(name: "jail.json", mode: 0o600, content: Array("{}".utf8)),
         .file(name: "agent.toml", mode: 0o644, content: []),
+        .file(name: "t-0a1b2c/jail.json", mode: 0o600, content: Array("{}".utf8)),
     ]
 
     @Test("every frame round trips, one at a time and in one stream")
@@ -114,7 +115,7 @@ struct ControlFrameTests {
             try decode([0, 0, 0, 25, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         }
         // A file name that is a path, or a mode with more than permission bits.
-        for bad in ["../x", "a/b", ".", "..", ""] {
+        for bad in ["../x", "a/../b", "a/b/c", "/abs", "a/", ".", "..", ""] {
             #expect(throws: ControlFrameError.self) { try decode(try ControlFrame.file(name: bad, mode: 0o600, content: []).encoded()) }
         }
         #expect(throws: ControlFrameError.self) { try decode(try ControlFrame.file(name: "x", mode: 0o4755, content: []).encoded()) }

@@ -213,6 +213,79 @@ extension Privileged {
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
         }
 
+        /// `exec --agent A` of a running VM agent: the tool runs in A's guest, in a jail of
+        /// its own (tool profile, no credentials), with stdio, signals and exit status
+        /// passed through, and the run in A's audit chain.
+        @Test("exec --agent runs a tool in the VM agent's guest: its kernel, no credentials, stdio, signals, status, audit", .timeLimit(.minutes(4)))
+        func execInGuest() throws {
+            let a = try VMAgentFixture("exec")
+            defer { a.clean() }
+            let credentials = a.dir + "/creds"
+            try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
+            try "sk-not-for-tools-77\n".write(toFile: credentials + "/api_key", atomically: false, encoding: .utf8)
+            try a.write(script: "echo ready; while :; do sleep 0.2; done", extra: "[credentials]\nhost = \"\(credentials)\"\n")
+            let run = try BackgroundRun(config: a.config)
+            defer { run.stop() }
+            #expect(run.waitFor("ready", timeout: 120), "\(String(decoding: run.seen, as: UTF8.self))")
+            let r = try Harness.clawjail(["exec", "--agent", a.name, "--", "/bin/sh", "-c", """
+                echo "kernel=$(uname -r)"
+                echo "uid=$(id -u)"
+                test -e /run/credentials/api_key && echo credentials=visible || echo credentials=absent
+                { env; ls -R /run /tmp 2>/dev/null; } | grep -q sk-not-for-tools && echo secret=found || echo secret=not-found
+                echo "$(grep '^Seccomp:' /proc/self/status | tr -d '\t')"
+                echo "pid=$$"
+                echo from-tool > /workspace/from-tool.txt && echo wrote=yes
+                read line; echo "stdin=$line"
+                echo to-stderr >&2
+                exit 5
+                """], stdin: "hello tool\n", timeout: 90)
+            #expect(r.status == 5, "\(r)")
+            #expect(r.stdout.contains("kernel=\(VMGuest.manifest["release"] ?? "?")"), "the tool runs on the guest's kernel\n\(r)")
+            #expect(r.stdout.contains("credentials=absent") && r.stdout.contains("secret=not-found"), "\(r)")
+            #expect(r.stdout.contains("Seccomp:2") && r.stdout.contains("pid=2\n"), "\(r)")
+            #expect(r.stdout.contains("stdin=hello tool") && r.stdout.contains("wrote=yes"), "\(r)")
+            #expect(r.stderr.contains("to-stderr") && !r.stdout.contains("to-stderr"), "\(r)")
+            var ws = stat(), st = stat()
+            #expect(stat(a.workspace, &ws) == 0 && stat(a.workspace + "/from-tool.txt", &st) == 0)
+            #expect(st.st_uid == ws.st_uid, "the tool's file is the agent's outside uid's on the host")
+            // A signal to exec reaches the tool in the guest.
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Harness.binary)
+            p.arguments = ["exec", "--agent", a.name, "--", "/bin/sh", "-c", "trap 'echo tool-got-term; exit 9' TERM; echo up; while :; do sleep 0.1; done"]
+            p.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CLAWJAIL_STATE_DIR": Harness.stateDirectory]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+            var seen = ""
+            #expect(Harness.eventually(timeout: 60) {
+                seen += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+                return seen.contains("up")
+            }, "\(seen)")
+            kill(p.processIdentifier, SIGTERM)
+            #expect(Harness.eventually(timeout: 30) { !p.isRunning })
+            p.waitUntilExit()
+            seen += String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(p.terminationStatus == 9 && seen.contains("tool-got-term"), "\(p.terminationStatus) \(seen)")
+            // A host path the agent does not share is refused, naming it.
+            let other = try Harness.clawjail(["exec", "--agent", a.name, "--ro", "/srv", "--", "/bin/true"], timeout: 60)
+            #expect(other.status != 0 && other.stderr.contains("/srv is not shared with \(a.name)'s guest"), "\(other)")
+            // In the agent's audit chain.
+            let audit = try Harness.clawjail(["audit", "export", "--agent", a.name], timeout: 30)
+            let ends = audit.stdout.split(separator: "\n").filter { $0.contains("\"run.end\"") }
+            #expect(ends.contains { $0.contains("\"exit_code\":5") }, "\(audit.stdout.suffix(2000))")
+            kill(run.process.processIdentifier, SIGTERM)
+            #expect(Harness.eventually(timeout: 30) { !run.process.isRunning })
+            #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: "/run/clawjail/vm/\(a.name).sock"), "the tool socket goes with the agent")
+            // Once it is stopped: a clear error, and nothing is run on the host instead.
+            let late = try Harness.clawjail(["exec", "--agent", a.name, "--", "/bin/sh", "-c", "echo ran-anyway"], timeout: 60)
+            #expect(late.status != 0 && late.stderr.contains("\(a.name) is a VM agent and is not running"), "\(late)")
+            #expect(!late.stdout.contains("ran-anyway"))
+        }
+
         @Test("SIGTERM reaches the agent in the guest; its own exit status is the run's", .timeLimit(.minutes(3)))
         func sigtermForwarded() throws {
             let a = try VMAgentFixture("term")

@@ -48,6 +48,10 @@ public struct HostLayout: Sendable {
     }
 
     public var stagingRoot: String { runDirectory + "/root" }
+    /// The Unix sockets of running VM agents' supervisors (0700, root; sockets 0600):
+    /// where `clawjail exec --agent` of a VM agent asks for a tool run in its guest.
+    public var vmSocketDirectory: String { runDirectory + "/vm" }
+    public func vmToolSocket(_ agent: String) -> String { vmSocketDirectory + "/" + agent + ".sock" }
     public var lockDirectory: String { runDirectory + "/locks" }
     public var jailDirectory: String { runDirectory + "/jails" }
     /// An empty, read-only (0555, root) directory: bound over the /proc directories a

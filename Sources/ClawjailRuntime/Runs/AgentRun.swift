@@ -169,6 +169,15 @@ public enum AgentRun {
             let c = VMControl(plan: v, guestFiles: guestFiles, socket: vm.supervisor, consolePipe: vm.console.read, vmmErrors: vm.vmmErrors.read,
                               stdout: .standardOutput, stderr: .standardError, stdin: .standardInput, filter: filter,
                               killVM: { try? jail.initProcess.signal(.kill) })
+            // `exec --agent` of this agent runs its tools in the guest, asked for here.
+            let socketPath = r.layout.vmToolSocket(name)
+            do throws(Errno) {
+                _ = try FileSystem.mkdirs(r.layout.vmSocketDirectory, mode: 0o700)
+                let listener = try Sockets.unixListener(path: socketPath, mode: 0o600, gid: nil)
+                c.acceptToolRuns(listener: listener, path: socketPath, agent: name)
+            } catch {
+                Log.warning("vm: tool runs of \(name) cannot reach its guest: cannot listen on \(socketPath): \(error)")
+            }
             options.channel = c
             control = c
         } else {

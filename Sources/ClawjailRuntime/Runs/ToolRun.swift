@@ -129,6 +129,24 @@ extension ToolRun {
                         label: runID.map { "tool run \($0) of agent \(agentForAudit)" } ?? "tool run \(spec.name)")
         }
         let retryNs = r.recordRetryMs * 1_000_000
+        if let agentConfig, agentConfig.isolation == .vm {
+            // A VM agent's tool runs in its guest, jailed there by the guest's clawjail.
+            let result: RunResult
+            do {
+                result = try VMToolRun.run(r, spec: spec, agentConfig: agentConfig, shortID: shortID)
+            } catch {
+                let failed = RunOutcome(status: .setupFailed(message: error.message), exitCode: 125, durationMs: 0)
+                _ = recorder?.finish(end: runID == nil ? nil : failed, summary: "setup failed", retryForNs: retryNs)
+                writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: nil, failure: error)
+                throw error
+            }
+            let record = recorder?.finish(end: runID == nil ? nil : StoreAccess.outcome(result),
+                                          summary: result.summary(limits: spec.limits), retryForNs: retryNs)
+            if !r.quiet { Log.info("\(spec.name) in the guest of \(spec.agent ?? "its agent"): \(result.summary(limits: spec.limits)) (\(result.durationMs) ms)") }
+            writeStatus(r.statusFD, runID: runID.map { "\($0)" } ?? spec.name, agent: r.agentName, result: result, failure: nil,
+                        limits: spec.limits, record: record)
+            return result.exitStatus
+        }
         var request = LaunchRequest(spec: spec, plan: plan, ids: ids, layout: r.layout, cgroups: cgroups)
         request.pendingSeccomp = seccompWork
         if NetworkHook.isNeeded(for: spec) {

@@ -23,6 +23,8 @@ public final class VMControl: SupervisedChannel {
     let vmmErrors: FD
     let plan: VMPlan
     var pendingFiles: [ControlFrame]
+    /// Tool runs in the guest (`exec --agent`), when the supervisor listens for them.
+    var tools: VMToolRuns?
     let killVM: () -> Void
     var decoder = ControlFrameDecoder()
     var outbound: [UInt8] = []
@@ -83,6 +85,7 @@ public final class VMControl: SupervisedChannel {
         if consoleOpen { e.append(Poll.Entry(fd: consolePipe, events: .readable)) }
         if vmmLogOpen { e.append(Poll.Entry(fd: vmmErrors, events: .readable)) }
         if let s = stdinSource, stdinOpen, phase == .running, stdinCredit > 0 { e.append(Poll.Entry(fd: s, events: .readable)) }
+        if let t = tools { e += t.pollEntries }
         return e
     }
 
@@ -99,7 +102,11 @@ public final class VMControl: SupervisedChannel {
                 vmmLogOpen = vmmLog.pump(vmmErrors)
                 for line in vmmLog.takeNew() { Log.debug("vmm: " + line) }
             default:
-                if let s = stdinSource, e.fd.rawValue == s.rawValue { relayStdin(s) }
+                if let s = stdinSource, e.fd.rawValue == s.rawValue {
+                    relayStdin(s)
+                } else if let t = tools {
+                    _ = t.handle(e)
+                }
             }
         }
     }
@@ -166,7 +173,13 @@ public final class VMControl: SupervisedChannel {
         }
     }
 
+    /// Listens for tool runs on `listener` (at `path`) once the agent runs in the guest.
+    public func acceptToolRuns(listener: FD, path: String, agent: String) {
+        tools = VMToolRuns(listener: listener, path: path, agent: agent) { [unowned self] f in self.send(f) }
+    }
+
     func handle(_ frame: ControlFrame) {
+        if phase == .running || phase == .exited || phase == .shuttingDown, let t = tools, t.fromGuest(frame) { return }
         switch (phase, frame) {
         case (.booting, .ready(let release)):
             kernelRelease = release
@@ -187,6 +200,7 @@ public final class VMControl: SupervisedChannel {
         case (.starting, .started(Self.session, let pid)):
             Log.debug("vm: the agent is pid \(pid) in the guest")
             phase = .running
+            tools?.accepting = true
             grant(ControlFrame.stdout, Self.window)
             grant(ControlFrame.stderr, Self.window)
         case (.settingUp, .error(let message)):
@@ -246,6 +260,7 @@ public final class VMControl: SupervisedChannel {
     }
 
     func shutDown() {
+        tools?.closeAll("the agent ended; its VM is shutting down")
         phase = .shuttingDown
         deadline = ProcessInfoLite.monotonicNanoseconds + Self.shutdownTimeoutNs
         send(.shutdown)
@@ -254,6 +269,7 @@ public final class VMControl: SupervisedChannel {
     func fail(_ why: String) {
         guard failure == nil else { return }
         failure = why
+        tools?.closeAll("the agent's VM failed: \(why)")
         Log.warning("vm: \(why); ending the VM")
         phase = .shuttingDown
         killVM()
@@ -307,6 +323,8 @@ public final class VMControl: SupervisedChannel {
     /// a stop, a kernel panic, the VMM's own failure).
     public func finish(_ result: RunResult) -> RunResult {
         drainLogs()
+        tools?.tearDown()
+        tools = nil
         var r = result
         switch result.end {
         case .timedOut, .oomKilled, .setupFailed, .execFailed:
