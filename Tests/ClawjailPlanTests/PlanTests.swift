@@ -462,6 +462,15 @@ struct VMPlanRuleTests {
         }
     }
 
+    /// In a guest only a jail with egress keeps the VM's network; one without (a tool
+    /// run with no network, an agent with mode none) gets an empty namespace with lo.
+    @Test func aGuestJailWithoutEgressGetsAnEmptyNetwork() throws {
+        let (_, _, vm) = try vmCase("vm-none-tcg-v2")
+        #expect(vm.guestJail.guest?.network == AgentConfig.NetworkMode.none)
+        let plan = LaunchPlan.make(vm.guestJail, facts: v2Host(), ids: (0, 65534), seccompContentHash: nil)
+        #expect(plan.namespaces.contains(.net) && plan.process.loopbackUp)
+    }
+
     @Test func guestSpecsThatAreNotWholeAreRefused() throws {
         let (_, _, vm) = try vmCase("vm-egress-kvm-v1")
         guard case .object(var o) = vm.guestJail.guestJSON else { Issue.record("not an object"); return }
