@@ -8,7 +8,7 @@ extension JailSpec {
     public func inGuest(profile: String) -> JailSpec {
         var s = self
         s.isolation = .namespace
-        s.guest = GuestSide(network: network.mode)
+        s.guest = GuestSide(network: network.mode, sharesNetwork: network.mode == .egress || !network.ingress.isEmpty)
         s.network = Network(mode: .none, allow: [], resolvers: [], ingress: [])
         s.rootfs = .host
         s.seccompProfile = profile
@@ -44,6 +44,7 @@ extension JailSpec {
             "protect": .array(protect.map { .string($0) }),
             "etc_hidden": .array(etcHidden.map { .string($0) }),
             "network": .string((guest?.network ?? network.mode).rawValue),
+            "shares_network": .bool(guest?.sharesNetwork ?? false),
         ]
         o["agent"] = agent.map { .string($0) } ?? .null
         return .object(o)
@@ -135,6 +136,6 @@ extension JailSpec {
                   seccompOnViolation: onViolation, network: Network(mode: .none, allow: [], resolvers: [], ingress: []),
                   protect: try strings(field(o, "protect"), "protect"), etcHidden: try strings(field(o, "etc_hidden"), "etc_hidden"))
         guard !argv.isEmpty else { throw fail("argv is empty") }
-        guest = GuestSide(network: mode)
+        guest = GuestSide(network: mode, sharesNetwork: try bool(field(o, "shares_network"), "shares_network"))
     }
 }

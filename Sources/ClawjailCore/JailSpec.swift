@@ -113,11 +113,16 @@ public struct JailSpec: Sendable, Hashable {
     /// the agent's outside range), and the host's executor already prepared every
     /// source (owners, credential modes) in the VMM's jail.
     public struct GuestSide: Sendable, Hashable {
-        /// The jail's own network mode: with egress it keeps the guest's network
-        /// namespace (the VM's NIC, behind the host's proxy); with none it gets an empty
-        /// one, as on a host.
+        /// The jail's own network mode (its resolv.conf follows it).
         public var network: AgentConfig.NetworkMode
-        public init(network: AgentConfig.NetworkMode) { self.network = network }
+        /// Whether the jail keeps the guest's network namespace (the VM's NIC, behind the
+        /// host's proxy): with egress, and for an agent with [[ingress]] (whose
+        /// forwarder reaches it there); otherwise it gets an empty one, as on a host.
+        public var sharesNetwork: Bool
+        public init(network: AgentConfig.NetworkMode, sharesNetwork: Bool) {
+            self.network = network
+            self.sharesNetwork = sharesNetwork
+        }
     }
 
     public var vm: VMSpec? {

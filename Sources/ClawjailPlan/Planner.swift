@@ -21,9 +21,9 @@ extension LaunchPlan {
         }
         var plan = LaunchPlan(
             kind: spec.kind, name: spec.name, agent: spec.agent,
-            // In a guest, a jail with egress keeps the VM's network namespace (the host's
-            // proxy bounds it); one without gets an empty one of its own, as on a host.
-            namespaces: spec.guest?.network == .egress ? Namespace.allCases.filter { $0 != .net } : Namespace.allCases,
+            // In a guest, a jail with egress or ingress keeps the VM's network namespace
+            // (the host's proxy bounds it); one without gets an empty one, as on a host.
+            namespaces: spec.guest?.sharesNetwork == true ? Namespace.allCases.filter { $0 != .net } : Namespace.allCases,
             ids: ids.map { IdMapping(base: $0.base, count: $0.count, userInside: spec.user) },
             root: Root(staging: facts.stagingRoot, emptyDirectory: facts.emptyDirectory, tmpfsOptions: "size=4m,nr_inodes=4096,mode=0755", readOnly: true),
             mounts: mounts,
@@ -34,7 +34,7 @@ extension LaunchPlan {
                                      contentHash: seccompContentHash),
             process: Process(argv: spec.argv, environment: spec.environment, pathSearch: path, cwd: spec.cwd,
                              hostname: spec.hostname, uid: spec.user, gid: spec.user, capLastCap: facts.capLastCap,
-                             noNewPrivileges: true, loopbackUp: spec.guest?.network != .egress, forwardedSignals: forwardedSignals))
+                             noNewPrivileges: true, loopbackUp: spec.guest?.sharesNetwork != true, forwardedSignals: forwardedSignals))
         if let vm {
             plan.becomeVMMJail(vm)
         }

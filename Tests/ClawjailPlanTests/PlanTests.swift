@@ -431,7 +431,7 @@ struct VMPlanRuleTests {
     @Test func theGuestJailIsTheAgentsSpecWithGuestPaths() throws {
         let (spec, _, vm) = try vmCase("vm-egress-kvm-v1")
         let g = vm.guestJail
-        #expect(g.vm == nil && g.guest == JailSpec.GuestSide(network: .egress))
+        #expect(g.vm == nil && g.guest == JailSpec.GuestSide(network: .egress, sharesNetwork: true))
         #expect(g.argv == spec.argv && g.environment == spec.environment && g.user == spec.user && g.limits.memory == spec.limits.memory)
         #expect(g.limits.wallTimeMs == 0, "the host keeps the wall-time limit")
         #expect(g.seccompProfile == ControlFrame.fileDirectory + "/" + vm.guestProfileFile)
@@ -462,11 +462,12 @@ struct VMPlanRuleTests {
         }
     }
 
-    /// In a guest only a jail with egress keeps the VM's network; one without (a tool
-    /// run with no network, an agent with mode none) gets an empty namespace with lo.
+    /// In a guest only a jail with egress (or an agent with [[ingress]]) keeps the VM's
+    /// network; one without (a tool run with no network, an agent with mode none) gets
+    /// an empty namespace with lo.
     @Test func aGuestJailWithoutEgressGetsAnEmptyNetwork() throws {
         let (_, _, vm) = try vmCase("vm-none-tcg-v2")
-        #expect(vm.guestJail.guest?.network == AgentConfig.NetworkMode.none)
+        #expect(vm.guestJail.guest == JailSpec.GuestSide(network: .none, sharesNetwork: false))
         let plan = LaunchPlan.make(vm.guestJail, facts: v2Host(), ids: (0, 65534), seccompContentHash: nil)
         #expect(plan.namespaces.contains(.net) && plan.process.loopbackUp)
     }

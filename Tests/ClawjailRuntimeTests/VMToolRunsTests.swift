@@ -16,7 +16,7 @@ struct VMToolRunsTests {
         let text = #"{"kind":"\#(kind)","agent":"\#(agent)","name":"exec-1","argv":["/bin/true"],"cwd":"/workspace","hostname":"t","user":1000,"#
             + #""environment":[["PATH","/usr/bin"]],"mounts":\#(mounts),"limits":{"memory":1048576,"pids":8,"cpu":null,"io_weight":null,"#
             + #""tmp":1048576,"open_files":64,"file_size":null},"seccomp_profile":"/run/clawjail/guest/t-1/tool.toml","#
-            + #""seccomp_on_violation":null,"protect":[],"etc_hidden":[],"network":"none"}"#
+            + #""seccomp_on_violation":null,"protect":[],"etc_hidden":[],"network":"none","shares_network":false}"#
         return Array(text.utf8)
     }
 
