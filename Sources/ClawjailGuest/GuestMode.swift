@@ -74,6 +74,7 @@ public enum GuestMode {
         let port: FD
         var decoder = ControlFrameDecoder()
         var sessions: [UInt32: GuestSession] = [:]
+        var nextReport: UInt64 = 0
 
         init(port: FD) { self.port = port }
 
@@ -99,10 +100,17 @@ public enum GuestMode {
                         slots.append((s, 3))
                     }
                 }
-                // Draining sessions, and a pidfd that could not be opened, wake us.
+                // Draining sessions, and a pidfd that could not be opened, wake us; so does
+                // the next memory report.
                 let waiting = ordered.contains { $0.exitedAt != nil || ($0.status == nil && $0.pidfd == nil) }
-                do throws(Errno) { _ = try Poll.wait(&entries, timeoutMs: waiting ? 100 : -1) } catch {
+                let now = ProcessInfoLite.monotonicNanoseconds
+                let untilReport = Int32(clamping: nextReport > now ? (nextReport - now) / 1_000_000 + 1 : 0)
+                do throws(Errno) { _ = try Poll.wait(&entries, timeoutMs: waiting ? min(100, untilReport) : untilReport) } catch {
                     throw Failure("poll", error)
+                }
+                if ProcessInfoLite.monotonicNanoseconds >= nextReport {
+                    nextReport = ProcessInfoLite.monotonicNanoseconds + GuestMode.reportIntervalNs
+                    try GuestMode.send(GuestMode.memoryReport(), on: port)
                 }
                 if !entries[0].returned.isEmpty {
                     let n: Int
@@ -187,7 +195,7 @@ public enum GuestMode {
                 return .shutdown
             case .file(let name, let mode, let content):
                 try GuestMode.send(GuestMode.writeFile(name, mode: mode, content), on: port)
-            case .ready, .exit, .error, .setupDone, .started, .exited:
+            case .ready, .exit, .error, .setupDone, .started, .exited, .memory:
                 try GuestMode.send(.error(message: "the guest does not accept \(frame) from the host"), on: port)
             }
             return .going
@@ -213,6 +221,30 @@ public enum GuestMode {
                 }
             }
         }
+    }
+
+    static let reportIntervalNs: UInt64 = 2_000_000_000
+
+    /// The guest's memory as its kernel sees it, and what its jails are charged (the
+    /// jails' cgroups under the v2 parent every clawjail jail of the guest is in).
+    static func memoryReport() -> ControlFrame {
+        var total: UInt64 = 0, available: UInt64 = 0
+        let meminfo = (try? FileSystem.readText("/proc/meminfo", limit: 16 << 10)) ?? ""
+        for line in meminfo.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 2, let v = UInt64(f[1]) else { continue }
+            if f[0] == "MemTotal:" { total = v }
+            if f[0] == "MemAvailable:" { available = v }
+        }
+        func current(_ dir: String) -> UInt64? {
+            (try? FileSystem.readText(dir + "/memory.current", limit: 64)).flatMap { UInt64($0.trimming(" \n")) }
+        }
+        let parent = "/sys/fs/cgroup/clawjail"
+        var jails: UInt64 = 0
+        for name in (try? FileSystem.listDirectory(parent)) ?? [] {
+            if let v = current(parent + "/" + name) { jails += v }
+        }
+        return .memory(totalKB: total, availableKB: available, jailsBytes: jails)
     }
 
     /// lo, and the NIC whose address is `n.mac`: its address and the default route

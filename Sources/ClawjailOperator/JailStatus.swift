@@ -24,6 +24,8 @@ public enum JailStatus {
         public var cgroupPaths: [String] = []
         public var manifest: JSONValue?
         public var status: String
+        /// A VM agent's guest's last memory report (HostLayout.vmGuestMemoryFile).
+        public var guestReport: JSONValue? = nil
 
         public var network: String? { manifest?["network"]?["mode"]?.stringValue }
         /// "namespace", or "vm" with its accelerator ("vm/tcg").
@@ -118,6 +120,9 @@ public enum JailStatus {
                       runID: run?.id.rawValue, manifest: run.flatMap { try? JSONValue.parse($0.manifestJSON) },
                       status: "running")
         if e.agent == "" { e.agent = nil }
+        if e.guestMemory != nil, let bytes = try? FileSystem.readFile(layout.vmGuestMemoryFile(reg.name), limit: 4096) {
+            e.guestReport = try? JSONValue.parse(String(decoding: bytes, as: UTF8.self))
+        }
         let group = reg.kind == "restore" ? nil
             : cgroups?.open(name: reg.name) ?? reg.cgroupPaths.first.flatMap { Cgroups.openV2(path: $0) }
         if let group {
@@ -259,6 +264,7 @@ public enum JailStatus {
                 o["pids_limit_hits"] = OperatorText.optionalInt(e.events?.pidsLimitHits)
                 o["cgroup_paths"] = .array(e.cgroupPaths.map { .string($0) })
                 o["manifest"] = e.manifest ?? .null
+                o["guest_memory"] = e.guestReport ?? .null
             }
             return .object(o)
         }
@@ -314,6 +320,13 @@ public enum JailStatus {
         if let g = e.guestMemory, let iso = e.isolation {
             // The cgroup holds the VMM and its file servers: what the VM costs the host.
             line("isolation", "\(iso): guest RAM \(OperatorText.bytes(UInt64(g))); the memory above is the VMM's and its file servers' on the host")
+            if let r = e.guestReport, let total = r["total_bytes"]?.intValue, let available = r["available_bytes"]?.intValue,
+               let jails = r["jails_bytes"]?.intValue, let at = r["at_ms"]?.intValue {
+                // The guest's claim, as its kernel counts (it is refreshed every 2 s).
+                let age = max(0, ProcessInfoLite.wallClockMilliseconds - at)
+                line("guest", "\(OperatorText.bytes(UInt64(clamping: total))) seen by its kernel: \(OperatorText.bytes(UInt64(clamping: available))) available, "
+                     + "\(OperatorText.bytes(UInt64(clamping: jails))) in its jails (reported \(OperatorText.duration(ms: age)) ago)")
+            }
         }
         var pids = [s?.pidsCurrent.map { "\($0) now" }].compactMap { $0 }
         if let l = e.pidsLimit { pids.append("limit \(l)") }

@@ -26,6 +26,8 @@
 ///       0x0d exited     u32 session, i32 code, i32 signal           guest → host
 ///       0x0e file       str name, u32 mode, u32 n + n bytes         host → guest
 ///                       (also a tool run's client → supervisor)
+///       0x0f memory     u64 MemTotal kB, u64 MemAvailable kB,       guest → host
+///                       u64 bytes charged to the guest's jails (every 2 s)
 ///                       (a file of the guest jail's, written under the guest's
 ///                       `fileDirectory`; answered by setupDone or error)
 ///
@@ -53,6 +55,7 @@ public enum ControlFrame: Equatable, Sendable {
     case signal(session: UInt32, signal: Int32)
     case exited(session: UInt32, code: Int32, signal: Int32)
     case file(name: String, mode: UInt32, content: [UInt8])
+    case memory(totalKB: UInt64, availableKB: UInt64, jailsBytes: UInt64)
 
     /// A virtio-fs share the guest mounts (tag from the VMM's command line).
     public struct GuestMount: Hashable, Sendable {
@@ -129,7 +132,7 @@ public enum ControlFrame: Equatable, Sendable {
     enum Kind: UInt8 {
         case ready = 1, run = 2, exit = 3, shutdown = 4, error = 5
         case setup = 6, setupDone = 7, spawn = 8, started = 9, data = 10, credit = 11, signal = 12, exited = 13
-        case file = 14
+        case file = 14, memory = 15
     }
 
     /// The frame's bytes; throws when the body would exceed `maxBody`.
@@ -215,6 +218,12 @@ public enum ControlFrame: Equatable, Sendable {
             Self.putU32(mode, into: &body)
             Self.putU32(UInt32(content.count), into: &body)
             body += content
+        case .memory(let total, let available, let jails):
+            body.append(Kind.memory.rawValue)
+            for v in [total, available, jails] {
+                Self.putU32(UInt32(v >> 32), into: &body)
+                Self.putU32(UInt32(v & 0xffff_ffff), into: &body)
+            }
         }
         guard body.count <= Self.maxBody else { throw .tooLarge(body.count) }
         var frame: [UInt8] = []
@@ -302,6 +311,9 @@ public enum ControlFrame: Equatable, Sendable {
             let mode = try reader.u32()
             guard mode & ~0o777 == 0 else { throw .malformed("file: mode \(String(mode, radix: 8))") }
             frame = .file(name: name, mode: mode, content: try reader.field())
+        case .memory:
+            func u64() throws(ControlFrameError) -> UInt64 { UInt64(try reader.u32()) << 32 | UInt64(try reader.u32()) }
+            frame = .memory(totalKB: try u64(), availableKB: try u64(), jailsBytes: try u64())
         }
         guard reader.remaining == 0 else { throw .malformed("\(reader.remaining) bytes after a \(kind) frame") }
         return frame

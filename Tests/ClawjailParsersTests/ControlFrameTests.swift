@@ -27,6 +27,7 @@ struct ControlFrameTests {
         .file(name: "jail.json", mode: 0o600, content: Array("{}".utf8)),
         .file(name: "agent.toml", mode: 0o644, content: []),
         .file(name: "t-0a1b2c/jail.json", mode: 0o600, content: Array("{}".utf8)),
+        .memory(totalKB: 251_000, availableKB: 180_000, jailsBytes: 5_000_000_000),
     ]
 
     @Test("every frame round trips, one at a time and in one stream")

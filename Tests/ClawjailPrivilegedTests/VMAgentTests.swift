@@ -400,6 +400,16 @@ extension Privileged {
             #expect(stats.stdout.contains("vm/tcg: guest RAM 256M"), "\(stats.stdout)")
             #expect(stats.stdout.contains("limit 529M"), "guest + the VMM overhead for 3 shares under TCG: \(stats.stdout)")
             #expect(stats.stdout.contains("seccomp    vmm"), "the jail runs the VMM: \(stats.stdout)")
+            // The guest's own view, reported every 2 s: its kernel's memory and its jails'
+            // (the first report can come before the agent's jail exists).
+            var guestLine = ""
+            #expect(Harness.eventually(timeout: 20) {
+                let s = (try? Harness.clawjail(["stats", a.name]))?.stdout ?? ""
+                guestLine = s.split(separator: "\n").first { $0.hasPrefix("  guest ") }.map(String.init) ?? ""
+                return !guestLine.isEmpty && !guestLine.contains(" 0B in its jails")
+            }, "no guest line in stats, or the agent's jail is not charged: \(guestLine)")
+            #expect(guestLine.contains("seen by its kernel") && guestLine.contains("available") && guestLine.contains("in its jails"), "\(guestLine)")
+            print("VM agents: stats: \(guestLine.trimmingCharacters(in: .whitespaces))")
             let stop = try Harness.clawjail(["stop", a.name], timeout: 60)
             #expect(stop.status == 0, "\(stop)")
             #expect(Harness.eventually(timeout: 30) { !runA.process.isRunning })

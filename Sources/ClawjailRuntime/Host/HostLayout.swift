@@ -52,6 +52,8 @@ public struct HostLayout: Sendable {
     /// where `clawjail exec --agent` of a VM agent asks for a tool run in its guest.
     public var vmSocketDirectory: String { runDirectory + "/vm" }
     public func vmToolSocket(_ agent: String) -> String { vmSocketDirectory + "/" + agent + ".sock" }
+    /// The guest's last memory report (JSON), for `clawjail stats`.
+    public func vmGuestMemoryFile(_ agent: String) -> String { vmSocketDirectory + "/" + agent + ".memory" }
     public var lockDirectory: String { runDirectory + "/locks" }
     public var jailDirectory: String { runDirectory + "/jails" }
     /// An empty, read-only (0555, root) directory: bound over the /proc directories a

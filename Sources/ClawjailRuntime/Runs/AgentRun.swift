@@ -175,6 +175,7 @@ public enum AgentRun {
                 _ = try FileSystem.mkdirs(r.layout.vmSocketDirectory, mode: 0o700)
                 let listener = try Sockets.unixListener(path: socketPath, mode: 0o600, gid: nil)
                 c.acceptToolRuns(listener: listener, path: socketPath, agent: name)
+                c.publishGuestMemory(to: r.layout.vmGuestMemoryFile(name))
             } catch {
                 Log.warning("vm: tool runs of \(name) cannot reach its guest: cannot listen on \(socketPath): \(error)")
             }

@@ -25,6 +25,7 @@ public final class VMControl: SupervisedChannel {
     var pendingFiles: [ControlFrame]
     /// Tool runs in the guest (`exec --agent`), when the supervisor listens for them.
     var tools: VMToolRuns?
+    var guestMemoryPath: String?
     let killVM: () -> Void
     var decoder = ControlFrameDecoder()
     var outbound: [UInt8] = []
@@ -178,7 +179,33 @@ public final class VMControl: SupervisedChannel {
         tools = VMToolRuns(listener: listener, path: path, agent: agent) { [unowned self] f in self.send(f) }
     }
 
+    /// Writes the guest's memory reports to `path` (JSON, 0600, replaced atomically):
+    /// what `clawjail stats` shows of the guest's own view.
+    public func publishGuestMemory(to path: String) {
+        guestMemoryPath = path
+    }
+
+    func recordGuestMemory(totalKB: UInt64, availableKB: UInt64, jailsBytes: UInt64) {
+        guard let path = guestMemoryPath else { return }
+        let o: JSONValue = ["total_bytes": .int(Int64(clamping: totalKB * 1024)), "available_bytes": .int(Int64(clamping: availableKB * 1024)),
+                            "jails_bytes": .int(Int64(clamping: jailsBytes)), "at_ms": .int(ProcessInfoLite.wallClockMilliseconds)]
+        guard let text = try? o.canonicalText() else { return }
+        let tmp = path + ".tmp"
+        do throws(Errno) {
+            let fd = try FileSystem.open(tmp, [.writeOnly, .create, .truncate, .noFollow, .closeOnExec], mode: 0o600)
+            defer { fd.close() }
+            try fd.writeAll(text + "\n")
+            try FileSystem.rename(tmp, path)
+        } catch {
+            Log.debug("vm: cannot write \(path): \(error)")
+        }
+    }
+
     func handle(_ frame: ControlFrame) {
+        if case .memory(let total, let available, let jails) = frame, phase != .booting {
+            recordGuestMemory(totalKB: total, availableKB: available, jailsBytes: jails)
+            return
+        }
         if phase == .running || phase == .exited || phase == .shuttingDown, let t = tools, t.fromGuest(frame) { return }
         switch (phase, frame) {
         case (.booting, .ready(let release)):
@@ -325,6 +352,7 @@ public final class VMControl: SupervisedChannel {
         drainLogs()
         tools?.tearDown()
         tools = nil
+        if let p = guestMemoryPath { try? FileSystem.unlink(p) }
         var r = result
         switch result.end {
         case .timedOut, .oomKilled, .setupFailed, .execFailed:
@@ -434,6 +462,7 @@ extension ControlFrame {
         case .signal: return "signal"
         case .exited: return "exited"
         case .file: return "file"
+        case .memory: return "memory"
         }
     }
 }
