@@ -104,7 +104,11 @@ enum VMGuest {
             let deadline = Date().addingTimeInterval(timeout)
             var chunk = [UInt8](repeating: 0, count: 16 << 10)
             while true {
-                if let frame = try decoder.next() { return frame }
+                // The guest's periodic memory reports are not answers: skipped.
+                if let frame = try decoder.next() {
+                    if case .memory = frame { continue }
+                    return frame
+                }
                 let left = deadline.timeIntervalSinceNow
                 if left <= 0 { return nil }
                 var pfd = pollfd(fd: control, events: Int16(POLLIN), revents: 0)

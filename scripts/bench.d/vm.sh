@@ -12,7 +12,8 @@
 #           qemu idling the trivial init (which then pauses instead of powering off).
 #
 # Targets (issue 22): boot <= 1.3x the floor; memory <= 1.3x the floor. A warm tool
-# run in the guest (`exec --agent`) is not measured: it is not built yet.
+# run in the guest (`exec --agent /bin/true`) is shown against the same tool run as a
+# namespace jail on the host, as a reference (no target).
 
 _bvm_guest=$ROOT/.build/vm/guest
 
@@ -104,6 +105,12 @@ bench_vm() {
   sleep 2
   after=$(awk '/MemAvailable/{print $2}' /proc/meminfo)
   read -r pss _ <<<"$(_bi_tree "$sup")"
+  # A warm tool run in that guest (exec --agent: the guest's clawjail builds a jail for
+  # /bin/true), against the same tool run as a namespace jail on the host.
+  rounds "$WORK/vmexec.json" "${BENCH_VM_ROUNDS:-5}" 3 -N \
+    -n guest "$CJ exec --agent cjb-vmidle --quiet -- /bin/true" \
+    -n host "$CJ exec --quiet -- /bin/true" || true
+  medians "$WORK/vmexec.json" >"$WORK/vmexec.txt" 2>/dev/null || true
   kill -TERM "$sup"; wait "$sup" 2>/dev/null || true
   local cj_drop=$((before - after)) cj_pss=$pss
   sleep 1
@@ -120,5 +127,14 @@ bench_vm() {
     $((cj_drop / 1024)) $((cj_pss / 1024)) $((fl_drop / 1024)) $((fl_pss / 1024))
   printf '  ratio   PSS clawjail/floor %s, MemAvailable drop %s (target <= 1.3)\n' \
     "$(ratio "$cj_pss" "$fl_pss")" "$(ratio "$cj_drop" "$fl_drop")"
+  local ge he
+  ge=$(awk -F'\t' '$1=="guest"{print $2}' "$WORK/vmexec.txt" 2>/dev/null)
+  he=$(awk -F'\t' '$1=="host"{print $2}' "$WORK/vmexec.txt" 2>/dev/null)
+  if [[ -n $ge && -n $he ]]; then
+    printf '  exec    warm exec --agent /bin/true in the guest %s ms | the same as a namespace jail on the host %s ms (ratio %s; no target: a reference)\n' \
+      "$ge" "$he" "$(ratio "$ge" "$he")"
+  else
+    echo "  exec    warm exec --agent in the guest: not measured ($(tail -n 2 "$WORK/vmexec.json.err" 2>/dev/null | tr '\n' ' '))"
+  fi
   echo "  (under TCG: absolute times and qemu's translation cache say nothing about KVM)"
 }
