@@ -48,6 +48,14 @@ struct VMAgentFixture {
         try text.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
+    /// A credentials directory holding `api_key` with `key`: its path, for [credentials] host.
+    func credentials(key: String) throws -> String {
+        let path = dir + "/creds"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try (key + "\n").write(toFile: path + "/api_key", atomically: false, encoding: .utf8)
+        return path
+    }
+
     func clean() { Harness.remove(dir) }
 }
 
@@ -156,9 +164,7 @@ extension Privileged {
         func agentJailInGuest() throws {
             let a = try VMAgentFixture("jail")
             defer { a.clean() }
-            let credentials = a.dir + "/creds"
-            try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
-            try "sk-guest-credential-42\n".write(toFile: credentials + "/api_key", atomically: false, encoding: .utf8)
+            let credentials = try a.credentials(key: "sk-guest-credential-42")
             try a.write(script: """
                 echo "pid=$$"
                 grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t'
@@ -220,9 +226,7 @@ extension Privileged {
         func execInGuest() throws {
             let a = try VMAgentFixture("exec")
             defer { a.clean() }
-            let credentials = a.dir + "/creds"
-            try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
-            try "sk-not-for-tools-77\n".write(toFile: credentials + "/api_key", atomically: false, encoding: .utf8)
+            let credentials = try a.credentials(key: "sk-not-for-tools-77")
             try a.write(script: "echo ready; while :; do sleep 0.2; done", extra: "[credentials]\nhost = \"\(credentials)\"\n")
             let run = try BackgroundRun(config: a.config)
             defer { run.stop() }
@@ -585,13 +589,11 @@ extension Privileged {
         func hostileGuest() throws {
             let a = try VMAgentFixture("hostile")
             defer { a.clean() }
-            let credentials = a.dir + "/creds"
+            let credentials = try a.credentials(key: "sk-real-credential-0123456789")
             try FileManager.default.createDirectory(atPath: a.workspace + "/skills", withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
             try "remember this\n".write(toFile: a.workspace + "/MEMORY.md", atomically: false, encoding: .utf8)
             try "safe skill\n".write(toFile: a.workspace + "/skills/s.md", atomically: false, encoding: .utf8)
             try "decoy\n".write(toFile: a.workspace + "/decoy", atomically: false, encoding: .utf8)
-            try "sk-real-credential-0123456789\n".write(toFile: credentials + "/api_key", atomically: false, encoding: .utf8)
             let initrd = try Self.hostileInitramfs(in: a.dir)
             try a.write(script: "true", extra: """
                 [protect]
