@@ -299,6 +299,22 @@ extension Privileged {
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("symlink"), "\(refused)")
         }
+
+        @Test("a read-write mount of a single file: writes reach the host file, given to the jail's outside uid; a read-only one refuses them")
+        func singleFileMounts() throws {
+            let dir = try Harness.tempDirectory("onefile")
+            defer { Harness.remove(dir) }
+            try "0\n".write(toFile: dir + "/state", atomically: false, encoding: .utf8)
+            try "keep\n".write(toFile: dir + "/conf", atomically: false, encoding: .utf8)
+            let r = try Harness.clawjail(["exec", "--rw", dir + "/state:/home/state", "--ro", dir + "/conf:/home/conf", "--",
+                                          "/bin/sh", "-c", "echo 1 > /home/state && echo rw-ok; (echo x > /home/conf) 2>/dev/null || echo ro-refused"])
+            #expect(r.status == 0 && r.stdout == "rw-ok\nro-refused\n", "\(r)")
+            #expect(try String(contentsOfFile: dir + "/state", encoding: .utf8) == "1\n")
+            #expect(try String(contentsOfFile: dir + "/conf", encoding: .utf8) == "keep\n")
+            var st = stat()
+            #expect(stat(dir + "/state", &st) == 0 && st.st_uid != 0, "the file, not its directory, is the jail's")
+            #expect(stat(dir, &st) == 0 && st.st_uid == 0)
+        }
     }
 }
 

@@ -41,7 +41,7 @@ enum HostPrep {
         }
     }
 
-    /// Gives a workspace (or rw mount) to the jail's outside uid. The walk runs only
+    /// Gives a workspace (or rw mount, a directory or a file) to the jail's outside uid. The walk runs only
     /// when the top directory is not yet owned by that uid, so it costs a full tree
     /// walk once and one fstat afterwards. It never follows symlinks and never leaves
     /// the filesystem of the top directory.
@@ -57,6 +57,8 @@ enum HostPrep {
                                 hint: top.uid >= IdRanges.base ? "run the tool for that agent: clawjail exec --agent NAME ..." : "pass a scratch directory owned by root, or chown this one to root first")
         }
         do {
+            // A read-write [[mount]] of a single file: that file only.
+            guard top.isDirectory else { return try FileSystem.chown(fd, uid: uid, gid: gid) }
             let dir = try FileSystem.open(fd.procPath, [.readOnly, .directory])
             defer { dir.close() }
             try FileSystem.chown(fd, uid: uid, gid: gid)
