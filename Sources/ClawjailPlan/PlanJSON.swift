@@ -199,9 +199,12 @@ extension VMPlan {
             "kernel_command_line": .string(kernelCommandLine),
             "command": .array(command.map { .string($0) }),
             "shares": .array(shares.map { s in
-                ["tag": .string(s.tag), "role": .string(s.role.rawValue), "source": .string(s.source),
-                 "guest_path": .string(s.guestPath), "read_only": .bool(s.readOnly), "socket": .string(s.socket),
-                 "read_only_paths": .array(s.readOnlyPaths.map { .string($0) })]
+                var o: [String: JSONValue] = [
+                    "tag": .string(s.tag), "role": .string(s.role.rawValue), "source": .string(s.source),
+                    "guest_path": .string(s.guestPath), "read_only": .bool(s.readOnly), "socket": .string(s.socket),
+                    "read_only_paths": .array(s.readOnlyPaths.map { .string($0) })]
+                if let name = s.fileName, let host = s.fileHost { o["file"] = ["name": .string(name), "host": .string(host)] }
+                return .object(o)
             }),
             "file_servers": .array(fileServers.map { ["tag": .string($0.tag), "argv": .array($0.argv.map { .string($0) })] }),
             "control": ["fd": .int(Int64(control.fd)), "port": .string(control.portName)],

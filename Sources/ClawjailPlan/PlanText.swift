@@ -60,6 +60,9 @@ extension VMPlan {
         for s in shares {
             out += "      \(s.tag.padding(12)) \(s.guestPath) <- jail \(s.source)  \(s.readOnly ? "ro" : "rw") (\(s.role.rawValue))\n"
             for p in s.readOnlyPaths { out += "        ro \(p) (protected, a read-only bind in the jail)\n" }
+            if let name = s.fileName, let host = s.fileHost {
+                out += "        holds only \(host) as \(name) (a single file: the agent's jail in the guest binds it at its target)\n"
+            }
         }
         for l in guestLinks { out += "      symlink      \(l.path) -> \(l.target)\n" }
         if let first = fileServers.first {

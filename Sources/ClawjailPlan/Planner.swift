@@ -13,7 +13,7 @@ extension LaunchPlan {
         var cgroupLimits = spec.limits
         if let v = spec.vm {
             let vmFacts = facts.vm ?? VMFacts(kernel: .init(path: v.kernel), initrd: .init(path: v.initrd))
-            let plan = VMPlan.make(spec, v, facts: vmFacts, baseEntries: facts.baseEntries)
+            let plan = VMPlan.make(spec, v, facts: vmFacts, baseEntries: facts.baseEntries, mountSources: facts.mountSources)
             cgroupLimits.memory = plan.cgroupMemory
             cgroupLimits.pids = plan.vmmPids
             cgroupLimits.openFiles = plan.vmmOpenFiles
@@ -60,6 +60,14 @@ extension LaunchPlan {
             mounts.append(MountStep(.bindHost(source: "/dev/kvm", options: [.noSuid, .noExec]), "dev/kvm", label: "bind /dev/kvm"))
         }
         mounts.append(MountStep(.mkdir(mode: 0o755), "var", label: "create /var"))
+        // Each single-file share's directory holds only its file (on the read-only root).
+        for share in vm.shares {
+            guard let name = share.fileName, let host = share.fileHost else { continue }
+            var options: MountOptions = [.noSuid, .noDev]
+            if share.readOnly { options.insert(.readOnly) }
+            mounts.append(MountStep(.attach(source: .hostPath(host, role: .mount, create: false, giveTree: nil, expect: .file), options: options),
+                                    share.source + "/" + name, label: "mount \(host) at \(share.source)/\(name) (the file's share)"))
+        }
         mounts.append(MountStep(.mkdir(mode: 0o755), VMPlan.runDirectory, label: "create \(VMPlan.runDirectory)"))
         mounts.append(MountStep(.tmpfs(data: "size=1m,nr_inodes=256,mode=0755", options: [.noSuid, .noDev, .noExec]), VMPlan.runDirectory,
                                 label: "mount \(VMPlan.runDirectory) (tmpfs, the VM's sockets)"))

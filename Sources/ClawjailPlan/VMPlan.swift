@@ -34,6 +34,13 @@ public struct VMPlan: Sendable, Hashable {
         /// [protect] paths inside this share: read-only binds of the view virtiofsd
         /// serves (announced to the guest as submounts).
         public var readOnlyPaths: [String] = []
+        /// A [[mount]] of a single file: virtiofsd serves directories, so the VMM jail
+        /// binds the file, by this name, into a directory of its own (`source`, on the
+        /// jail's read-only root: nothing can be added beside it), which the guest mounts
+        /// at `guestPath`; the agent's jail in the guest binds the file at its target.
+        public var fileName: String?
+        /// The host file of a single-file share.
+        public var fileHost: String?
     }
 
     public struct FileServer: Sendable, Hashable {
@@ -144,6 +151,10 @@ extension VMPlan {
     public static let bootDirectory = "/vm"
     public static let runDirectory = "/var/run"
     public static let socketDirectory = "/var/run/clawjail-vm"
+    /// In the VMM jail: the directories of single-file shares, one per file.
+    public static let fileShareDirectory = "/vm/files"
+    /// In the guest: where those shares are mounted (outside every jail's view).
+    public static let guestFileShareDirectory = "/run/clawjail/shares"
     public static let setpriv = "/usr/bin/setpriv"
     /// What virtiofsd needs in the VMM jail's user namespace to serve files as the
     /// guest's uids (setfsuid/setfsgid, chown, permission overrides), to chroot into its
@@ -181,7 +192,9 @@ extension VMPlan {
     }
 
     /// `baseEntries`: the host rootfs's /usr, /bin, ... as the jail's base has them.
-    public static func make(_ spec: JailSpec, _ vm: JailSpec.VMSpec, facts: VMFacts, baseEntries: [HostFacts.NamedEntry]) -> VMPlan {
+    /// `mountSources`: what each [[mount]]'s host path is (HostFacts.mountSources).
+    public static func make(_ spec: JailSpec, _ vm: JailSpec.VMSpec, facts: VMFacts, baseEntries: [HostFacts.NamedEntry],
+                            mountSources: [String: HostFacts.Entry] = [:]) -> VMPlan {
         var shares: [Share] = []
         func share(_ tag: String, _ role: ShareRole, path: String, readOnly: Bool) {
             shares.append(Share(tag: tag, role: role, source: path, guestPath: path, readOnly: readOnly,
@@ -198,13 +211,19 @@ extension VMPlan {
         }
         // The jail's /etc: the host's, with the policy's entries hidden and its own files on top.
         share("etc", .base, path: "/etc", readOnly: true)
-        var mountIndex = 0
-        for m in spec.mounts {
+        for (i, m) in spec.mounts.enumerated() {
             switch m.role {
             case .workspace: share("workspace", .workspace, path: m.target, readOnly: false)
             case .mount:
-                mountIndex += 1
-                share("mount-\(mountIndex)", .mount, path: m.target, readOnly: !m.writable)
+                let tag = mountTag(spec, at: i) ?? ""
+                if mountSources[m.host] == .file {
+                    shares.append(Share(tag: tag, role: .mount, source: fileShareDirectory + "/" + tag,
+                                        guestPath: guestFileShareDirectory + "/" + tag, readOnly: !m.writable,
+                                        socket: socketDirectory + "/fs-" + tag + ".sock",
+                                        fileName: Paths.basename(m.target), fileHost: m.host))
+                } else {
+                    share(tag, .mount, path: m.target, readOnly: !m.writable)
+                }
             case .credentials:
                 // A share of its own, so that the guest can keep it out of tool runs.
                 share("credentials", .credentials, path: m.target, readOnly: true)
@@ -240,12 +259,38 @@ extension VMPlan {
                              pinnedSHA256: vm.initrdSHA256, size: facts.initrd.size),
             kernelCommandLine: kernelCommandLine(tscKHz: facts.tscKHz),
             command: [], vmmUser: spec.user, shares: shares, fileServers: fileServers, guestLinks: links, guest: guest,
-            guestJail: spec.inGuest(profile: ControlFrame.fileDirectory + "/" + profileFile), guestProfileFile: profileFile,
+            guestJail: guestJail(spec, shares: shares, profile: ControlFrame.fileDirectory + "/" + profileFile), guestProfileFile: profileFile,
             control: ControlChannel(fd: controlFD, portName: controlPortName), network: network,
             launchScript: "", seccompProfile: vmmSeccompProfile)
         plan.command = plan.vmm.commandLine(plan, path: facts.qemu)
         plan.launchScript = launchScript(plan)
         return plan
+    }
+
+    /// The agent's jail in the guest: its spec with the guest's paths, a single file's
+    /// mount taken from the directory its share is mounted on.
+    static func guestJail(_ spec: JailSpec, shares: [Share], profile: String) -> JailSpec {
+        var g = spec.inGuest(profile: profile)
+        for i in spec.mounts.indices {
+            if let tag = mountTag(spec, at: i), let s = shares.first(where: { $0.tag == tag }), s.fileName != nil {
+                g.mounts[i].host = guestSource(spec, at: i, isFile: true)
+            }
+        }
+        return g
+    }
+
+    /// The share tag of the [[mount]] `spec.mounts[i]` (nil: not a [[mount]]).
+    static func mountTag(_ spec: JailSpec, at i: Int) -> String? {
+        guard spec.mounts[i].role == .mount else { return nil }
+        return "mount-\(spec.mounts[...i].filter { $0.role == .mount }.count)"
+    }
+
+    /// Where the guest has the agent's workspace or [[mount]] `spec.mounts[i]` (a tool
+    /// run in the guest binds the same): its target, or for a single file, the file in
+    /// the directory its share is mounted on.
+    public static func guestSource(_ spec: JailSpec, at i: Int, isFile: Bool) -> String {
+        guard isFile, let tag = mountTag(spec, at: i) else { return spec.mounts[i].target }
+        return guestFileShareDirectory + "/" + tag + "/" + Paths.basename(spec.mounts[i].target)
     }
 
     /// virtiofsd from qemu-system-common: chroot sandbox (the jail refuses unshare), no

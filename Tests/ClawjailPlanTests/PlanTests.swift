@@ -386,6 +386,46 @@ struct VMPlanRuleTests {
         #expect(vm.fileServers.allSatisfy { $0.argv.first == "/usr/lib/qemu/virtiofsd" && $0.argv.contains("sandbox=chroot") })
     }
 
+    /// virtiofsd serves directories: a [[mount]] of a single file is bound, in the VMM
+    /// jail, into a directory of its own that its share serves; the guest's jail binds
+    /// the file from where the guest mounts that share, and a tool run finds it there.
+    @Test func aSingleFileMountGetsADirectoryOfItsOwn() throws {
+        let c = try #require(cases.first { $0.name == "vm-egress-kvm-v1" })
+        let spec = try agent("""
+            name = "vmegress"
+            command = ["/usr/bin/node", "gw.js"]
+            isolation = "vm"
+            [workspace]
+            host = "/srv/vmegress/ws"
+            [[mount]]
+            host = "/opt/models"
+            path = "/models"
+            [[mount]]
+            host = "/srv/vmegress/npmrc"
+            path = "/home/agent/.npmrc"
+            [vm]
+            kernel = "/srv/vm/vmlinuz-6.1"
+            initrd = "/srv/vm/initramfs.cpio.gz"
+            """)
+        var facts = c.facts()
+        facts.mountSources["/srv/vmegress/npmrc"] = .file
+        let plan = LaunchPlan.make(spec, facts: facts, ids: c.ids, seccompContentHash: nil)
+        let vm = try #require(plan.vm)
+        let share = try #require(vm.shares.first { $0.tag == "mount-2" })
+        #expect(share.fileName == ".npmrc" && share.fileHost == "/srv/vmegress/npmrc" && share.readOnly)
+        #expect(share.source == VMPlan.fileShareDirectory + "/mount-2" && share.guestPath == VMPlan.guestFileShareDirectory + "/mount-2")
+        #expect(vm.shares.first { $0.tag == "mount-1" }?.fileName == nil, "a directory mount is shared at its path")
+        #expect(plan.mounts.contains { "/" + $0.target == VMPlan.fileShareDirectory + "/mount-2/.npmrc"
+            && $0.action == .attach(source: .hostPath("/srv/vmegress/npmrc", role: .mount, create: false, giveTree: nil, expect: .file),
+                                    options: [.readOnly, .noSuid, .noDev]) })
+        let i = try #require(spec.mounts.firstIndex { $0.host == "/srv/vmegress/npmrc" })
+        #expect(vm.guestJail.mounts[i].host == VMPlan.guestFileShareDirectory + "/mount-2/.npmrc" && vm.guestJail.mounts[i].target == "/home/agent/.npmrc")
+        #expect(VMPlan.guestSource(spec, at: i, isFile: true) == vm.guestJail.mounts[i].host)
+        let models = try #require(spec.mounts.firstIndex { $0.host == "/opt/models" })
+        #expect(VMPlan.guestSource(spec, at: models, isFile: false) == "/models")
+        #expect(vm.text.contains("holds only /srv/vmegress/npmrc as .npmrc"))
+    }
+
     @Test func theNetworkIsATapOnlyForEgress() throws {
         let (_, egressPlan, egress) = try vmCase("vm-egress-kvm-v1")
         #expect(egress.network.guestAddress == "10.200.0.2")

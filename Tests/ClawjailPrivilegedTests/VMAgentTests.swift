@@ -374,13 +374,20 @@ extension Privileged {
             #expect(stat(a.workspace, &ws) == 0)
             let base = ws.st_uid - 1000
             #expect(Harness.processes(inUidRange: base).count >= 3, "qemu and the file servers run")
+            // The supervisor's tool-run socket and the guest's memory report (every 2 s).
+            let socket = "/run/clawjail/vm/\(a.name).sock", memory = "/run/clawjail/vm/\(a.name).memory"
+            #expect(Harness.eventually(timeout: 10) { access(socket, F_OK) == 0 && access(memory, F_OK) == 0 })
             kill(run.process.processIdentifier, SIGKILL)
             run.process.waitUntilExit()
             #expect(Harness.eventually(timeout: 10) { Harness.processes(inUidRange: base).isEmpty },
                     "still alive: \(Harness.processes(inUidRange: base))")
+            let gone = try Harness.clawjail(["exec", "--agent", a.name, "--", "/bin/true"], timeout: 30)
+            #expect(gone.status != 0 && gone.stderr.contains("not running"), "a dead supervisor's socket: \(gone)")
             let gc = try Harness.clawjail(["gc"])
             #expect(gc.status == 0, "\(gc)")
             #expect(gc.stdout.contains("removed cgroup of \(a.name)"), "\(gc)")
+            #expect(gc.stdout.contains("memory report of VM agent \(a.name)"), "\(gc)")
+            #expect(access(socket, F_OK) != 0 && access(memory, F_OK) != 0, "gc leaves the dead supervisor's files")
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
         }
 
@@ -551,18 +558,57 @@ extension Privileged {
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
         }
 
-        @Test("a [[mount]] of a single file is refused by check and run, naming it, before anything starts")
-        func fileMountRefused() throws {
+        /// virtiofsd serves directories: the VMM jail binds each single file into a
+        /// directory of its own, and the agent's jail in the guest binds it at its path.
+        @Test("a [[mount]] of a single file reaches the agent in the guest, read-only or read-write, with nothing beside it", .timeLimit(.minutes(4)))
+        func fileMounts() throws {
             let a = try VMAgentFixture("filemount")
             defer { a.clean() }
-            try "x".write(toFile: a.dir + "/tool.bin", atomically: false, encoding: .utf8)
-            try a.write(script: "true", extra: "[[mount]]\nhost = \"\(a.dir)/tool.bin\"\npath = \"/opt/tool.bin\"\n")
-            for command in ["check", "run"] {
-                let r = try Harness.clawjail([command, a.config], timeout: 60)
-                #expect(r.status != 0, "\(command): \(r)")
-                #expect(r.stderr.contains("[[mount]] host = \"\(a.dir)/tool.bin\"") && r.stderr.contains("virtiofs share"), "\(command): \(r)")
-                #expect(!r.stderr.contains("started in a VM"), "\(r)")
-            }
+            let files = a.dir + "/files"
+            try FileManager.default.createDirectory(atPath: files, withIntermediateDirectories: true)
+            try "tool settings\n".write(toFile: files + "/tool.conf", atomically: false, encoding: .utf8)
+            try "0\n".write(toFile: files + "/state.json", atomically: false, encoding: .utf8)
+            try "not for the guest\n".write(toFile: files + "/sibling.secret", atomically: false, encoding: .utf8)
+            try a.write(script: """
+                echo "conf=$(cat /opt/tool.conf)"
+                echo 1 > /etc/agent/state.json && echo rw-written
+                if (echo x > /opt/tool.conf) 2>/dev/null; then echo ro-written; else echo ro-refused; fi
+                if (rm -f /opt/tool.conf) 2>/dev/null && [ ! -e /opt/tool.conf ]; then echo ro-removed; fi
+                echo "opt=$(ls -a /opt | tr '\\n' ' ')"
+                ls /opt/sibling.secret /etc/agent/sibling.secret /run/clawjail/shares 2>/dev/null && echo sibling-seen
+                echo ready; while :; do sleep 0.2; done
+                """, extra: """
+                [[mount]]
+                host = "\(files)/tool.conf"
+                path = "/opt/tool.conf"
+
+                [[mount]]
+                host = "\(files)/state.json"
+                path = "/etc/agent/state.json"
+                mode = "rw"
+                """)
+            let check = try Harness.clawjail(["check", a.config], timeout: 60)
+            #expect(check.status == 0, "\(check)")
+            #expect(check.stdout.contains("holds only \(files)/tool.conf as tool.conf"), "\(check.stdout)")
+            let run = try BackgroundRun(config: a.config)
+            defer { run.stop() }
+            #expect(run.waitFor("ready", timeout: 120), "\(String(decoding: run.seen, as: UTF8.self))")
+            let out = String(decoding: run.seen, as: UTF8.self)
+            #expect(out.contains("conf=tool settings"), "\(out)")
+            #expect(out.contains("rw-written") && out.contains("ro-refused"), "\(out)")
+            #expect(!out.contains("ro-written") && !out.contains("ro-removed") && !out.contains("sibling-seen"), "\(out)")
+            #expect(out.contains("opt=. .. tool.conf "), "only the file is in /opt: \(out)")
+            #expect(try String(contentsOfFile: files + "/state.json", encoding: .utf8) == "1\n", "the write reached the host file")
+            #expect(try String(contentsOfFile: files + "/tool.conf", encoding: .utf8) == "tool settings\n")
+            // A tool run in the guest gets the agent's file by its host path.
+            let tool = try Harness.clawjail(["exec", "--agent", a.name, "--ro", files + "/tool.conf:/cfg/tool.conf", "--",
+                                             "/bin/sh", "-c", "cat /cfg/tool.conf; ls -a /cfg | tr '\\n' ' '"], timeout: 90)
+            #expect(tool.status == 0 && tool.stdout.contains("tool settings") && tool.stdout.contains(". .. tool.conf "), "\(tool)")
+            let sibling = try Harness.clawjail(["exec", "--agent", a.name, "--ro", files + "/sibling.secret", "--", "/bin/true"], timeout: 60)
+            #expect(sibling.status != 0 && sibling.stderr.contains("is not shared with"), "\(sibling)")
+            let stop = try Harness.clawjail(["stop", a.name], timeout: 60)
+            #expect(stop.status == 0, "\(stop)")
+            #expect(Harness.eventually(timeout: 30) { !run.process.isRunning })
             #expect(Harness.leftoverCgroups(named: a.name).isEmpty)
         }
 

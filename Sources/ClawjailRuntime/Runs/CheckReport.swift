@@ -51,14 +51,13 @@ public enum CheckReport {
         }
     }
 
-    /// A VM agent's [[mount]]s and credentials reach the guest as virtiofs shares, which
-    /// serve directories: a single file cannot be one.
+    /// A VM agent's credentials reach the guest as a virtiofs share, which serves a
+    /// directory. (A [[mount]] of a single file gets a directory of its own: VMPlan.)
     static func vmShareProblems(_ spec: JailSpec) -> [String] {
-        spec.mounts.filter { $0.role == .mount || $0.role == .credentials }.compactMap { m in
+        spec.mounts.filter { $0.role == .credentials }.compactMap { m in
             guard let st = try? FileSystem.stat(m.host, followSymlinks: true), !st.isDirectory else { return nil }
-            let what = m.role == .mount ? "[[mount]] host = \"\(m.host)\" (path \(m.target))" : "[credentials] host = \"\(m.host)\""
-            return "\(what) is a file; a VM guest gets each mount as a virtiofs share, which serves a directory: "
-                + "mount the directory that holds it (and point the agent at the file inside)"
+            return "[credentials] host = \"\(m.host)\" is a file; a VM guest gets the credentials as a virtiofs share, which serves a directory: "
+                + "name the directory that holds it"
         }
     }
 

@@ -65,11 +65,13 @@ enum VMToolRun {
         let agentSpec = JailSpec.forAgent(agentConfig, hostEnvironment: [:])
         var g = spec.inGuest(profile: ControlFrame.fileDirectory + "/" + directory + "/" + VMPlan.guestProfileFile(for: spec.seccompProfile))
         for (i, m) in spec.mounts.enumerated() where m.role == .workspace || m.role == .mount {
-            guard let shared = agentSpec.mounts.first(where: { ($0.role == .workspace || $0.role == .mount) && $0.host == m.host }) else {
+            guard let j = agentSpec.mounts.firstIndex(where: { ($0.role == .workspace || $0.role == .mount) && $0.host == m.host }) else {
                 throw ClawjailError(.usage, "\(m.host) is not shared with \(agent)'s guest",
                                     hint: "a tool run of a VM agent sees the agent's workspace and [[mount]]s only: drop --ro/--rw of other paths")
             }
-            g.mounts[i].host = shared.target
+            let shared = agentSpec.mounts[j]
+            let isFile = (try? FileSystem.stat(m.host, followSymlinks: true))?.isDirectory == false
+            g.mounts[i].host = VMPlan.guestSource(agentSpec, at: j, isFile: isFile)
             if m.writable && !shared.writable { g.mounts[i].writable = false }
         }
         g.mounts.removeAll { $0.role == .credentials }
