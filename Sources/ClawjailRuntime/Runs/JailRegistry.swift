@@ -88,6 +88,8 @@ public enum JailRegistry {
     public struct GCReport: Sendable {
         public var removedCgroups: [String] = []
         public var removedLocks: [String] = []
+        /// VM agents whose tool-run socket or guest memory report a dead supervisor left.
+        public var removedVMFiles: [String] = []
         public var failures: [String] = []
     }
 
@@ -116,6 +118,18 @@ public enum JailRegistry {
             if !isAlive(name, layout: layout) {
                 try? FileSystem.unlink(layout.jailDirectory + "/" + file)
                 if file.hasSuffix(".lock") { report.removedLocks.append(name) }
+            }
+        }
+        // A VM agent's supervisor unlinks its socket and memory report when the agent ends;
+        // a SIGKILLed one cannot. (A stale socket refuses connections: exec --agent already
+        // says the agent is not running; this only removes the files.)
+        for file in (try? FileSystem.listDirectory(layout.vmSocketDirectory)) ?? [] {
+            guard let dot = file.lastIndex(of: "."), [".sock", ".memory"].contains(String(file[dot...])) else { continue }
+            let name = String(file[..<dot])
+            if let only, only != name { continue }
+            guard !isAlive(name, layout: layout) else { continue }
+            if (try? FileSystem.unlink(layout.vmSocketDirectory + "/" + file)) != nil, !report.removedVMFiles.contains(name) {
+                report.removedVMFiles.append(name)
             }
         }
         return report
