@@ -122,19 +122,35 @@ enum Harness {
     /// (a crash, a kill) go first.
     static let stateDirectory: String = {
         let fm = FileManager.default
-        for name in (try? fm.contentsOfDirectory(atPath: "/tmp")) ?? [] where name.hasPrefix("cjt-state-") {
-            guard let pid = Int32(name.dropFirst("cjt-state-".count)), pid != getpid(),
-                  kill(pid, 0) != 0, errno == ESRCH else { continue }
-            try? fm.removeItem(atPath: "/tmp/" + name)
-        }
+        sweepDeadProcessesDirectories()
         let d = "/tmp/cjt-state-\(getpid())"
         try? fm.createDirectory(atPath: d, withIntermediateDirectories: true)
         atexit { try? FileManager.default.removeItem(atPath: Harness.stateDirectory) }
         return d
     }()
 
-    /// A fresh directory under /tmp, removed by the caller's defer.
+    /// Removes, once per test process, the /tmp directories of earlier test processes
+    /// that died without removing theirs (a crash skips every defer): cjt-state-PID and
+    /// tempDirectory's cjt-TAG-PID-N, when PID is no longer alive.
+    static let sweptDeadProcessesDirectories: Void = {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: "/tmp")) ?? [] where name.hasPrefix("cjt-") {
+            let parts = name.split(separator: "-")
+            let pidText = name.hasPrefix("cjt-state-") ? parts.last : (parts.count >= 4 && UInt32(parts[parts.count - 1]) != nil ? parts[parts.count - 2] : nil)
+            guard let pidText, let pid = Int32(pidText), pid > 1, pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            // Never into a mount point (DiskFullTests mounts its own filesystem there).
+            var tmp = stat(), dir = stat()
+            guard stat("/tmp", &tmp) == 0, lstat("/tmp/" + name, &dir) == 0, dir.st_dev == tmp.st_dev else { continue }
+            try? fm.removeItem(atPath: "/tmp/" + name)
+        }
+    }()
+
+    static func sweepDeadProcessesDirectories() { _ = sweptDeadProcessesDirectories }
+
+    /// A fresh directory under /tmp, removed by the caller's defer (and, if this process
+    /// dies first, by the next test process: sweepDeadProcessesDirectories).
     static func tempDirectory(_ tag: String) throws -> String {
+        sweepDeadProcessesDirectories()
         let path = "/tmp/cjt-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
