@@ -196,9 +196,11 @@ extension VMPlan {
     public static func make(_ spec: JailSpec, _ vm: JailSpec.VMSpec, facts: VMFacts, baseEntries: [HostFacts.NamedEntry],
                             mountSources: [String: HostFacts.Entry] = [:]) -> VMPlan {
         var shares: [Share] = []
-        func share(_ tag: String, _ role: ShareRole, path: String, readOnly: Bool) {
-            shares.append(Share(tag: tag, role: role, source: path, guestPath: path, readOnly: readOnly,
-                                socket: socketDirectory + "/fs-" + tag + ".sock"))
+        /// `file`: a single file's share (its directory of its own, both sides).
+        func share(_ tag: String, _ role: ShareRole, path: String, readOnly: Bool, file: (name: String, host: String)? = nil) {
+            shares.append(Share(tag: tag, role: role, source: file == nil ? path : fileShareDirectory + "/" + tag,
+                                guestPath: file == nil ? path : guestFileShareDirectory + "/" + tag, readOnly: readOnly,
+                                socket: socketDirectory + "/fs-" + tag + ".sock", fileName: file?.name, fileHost: file?.host))
         }
         var links: [ControlFrame.GuestLink] = []
         // The directories of the host's base; the guest recreates its symlinks (bin -> usr/bin).
@@ -216,14 +218,8 @@ extension VMPlan {
             case .workspace: share("workspace", .workspace, path: m.target, readOnly: false)
             case .mount:
                 let tag = mountTag(spec, at: i) ?? ""
-                if mountSources[m.host] == .file {
-                    shares.append(Share(tag: tag, role: .mount, source: fileShareDirectory + "/" + tag,
-                                        guestPath: guestFileShareDirectory + "/" + tag, readOnly: !m.writable,
-                                        socket: socketDirectory + "/fs-" + tag + ".sock",
-                                        fileName: Paths.basename(m.target), fileHost: m.host))
-                } else {
-                    share(tag, .mount, path: m.target, readOnly: !m.writable)
-                }
+                share(tag, .mount, path: m.target, readOnly: !m.writable,
+                      file: mountSources[m.host] == .file ? (Paths.basename(m.target), m.host) : nil)
             case .credentials:
                 // A share of its own, so that the guest can keep it out of tool runs.
                 share("credentials", .credentials, path: m.target, readOnly: true)
